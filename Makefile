@@ -1,0 +1,37 @@
+# sing_lit: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-fast lint bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install sing_lit with its dependencies (editable)
+
+run: $(STAMP) ## Main job: three anchors + fusion on the built-in benchmark
+	$(PY) -m sing_lit.train -m +anchor=1/2,1/3,1/4
+
+test: $(STAMP) ## Run the whole test suite (slow tests included)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## Tests without the `slow` marker
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## ruff lint + format check
+	$(PY) -m ruff check src tests experiments
+
+bench: $(STAMP) ## Speed benchmarks (print JSON)
+	$(PY) experiments/bench_fusion.py
+	$(PY) experiments/bench_data.py
+
+clean: ## Remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .data_cache .pytest_cache
