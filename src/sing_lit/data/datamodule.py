@@ -90,8 +90,24 @@ class SINGDataModule(L.LightningDataModule):
 
     # ---- preparation ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        """Read, build the MLR view, pick the trial and load its images (once)."""
         if self._ready:
             return
+        self._prepare_records()
+        self._build_tensors(self.trials[self.trial])
+        self._ready = True
+
+    def setup_eval(self) -> None:
+        """Like :meth:`setup` but only the val/test sets (the fusion stage needs no training data)."""
+        if not hasattr(self, "trials"):
+            self._prepare_records()
+        if not hasattr(self, "eval_sets"):
+            trial = self.trials[self.trial]
+            self.eval_sets = {role: self._eval_sets(ids, gallery)
+                              for role, ids, gallery in (("val", trial.val, trial.val_gallery),
+                                                         ("test", trial.test, trial.test_gallery))}
+
+    def _prepare_records(self) -> None:
         if not Path(self.root).exists() and self.name != "synthetic":
             raise DatasetError(f"data.root {self.root} does not exist; expected the {self.name} download folder")
         records = self.reader(self.root)
@@ -105,8 +121,6 @@ class SINGDataModule(L.LightningDataModule):
         self.trials = self._trials()
         if not 0 <= self.trial < len(self.trials):
             raise DatasetError(f"trial {self.trial} does not exist; the protocol has {len(self.trials)} trials")
-        self._build_tensors(self.trials[self.trial])
-        self._ready = True
 
     def _trials(self) -> list[Trial]:
         p = self.protocol
@@ -117,7 +131,8 @@ class SINGDataModule(L.LightningDataModule):
         trials = make_trials(self.records, self.data_root, num_trials=p["trials"], test_ids=p["test_ids"],
                              val_ids=p["val_ids"], one_camera_ids_in_train=p["one_camera_ids_in_train"],
                              seed=p["seed"])
-        self.split_meta = {"dataset": self.name, "seed": p["seed"], "mlr": {k: str(v) for k, v in self.mlr.items()}}
+        self.split_meta = {"dataset": self.name, "protocol": {k: str(v) for k, v in p.items()},
+                           "mlr": {k: str(v) for k, v in self.mlr.items()}}
         if self.split_out:
             save_trials(self.split_out, trials, self.split_meta)
         return trials
@@ -153,9 +168,7 @@ class SINGDataModule(L.LightningDataModule):
             self._inputs(lr_imgs), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
             self._inputs(hr_imgs), self._h2l(hr_imgs) if self.synthetic_stream else None,
             torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip)
-        self.eval_sets = {role: self._eval_sets(ids, gallery)
-                          for role, ids, gallery in (("val", trial.val, trial.val_gallery),
-                                                     ("test", trial.test, trial.test_gallery))}
+        self.setup_eval()
 
     def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
         if not ids:

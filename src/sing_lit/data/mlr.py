@@ -68,8 +68,9 @@ def draw_ratios(n: int, ratios: Sequence[float], seed: int) -> list[float]:
     """One down-sampling ratio per LR image, drawn uniformly from the set ``ratios``."""
     if not ratios or any(not 0 < m <= 1 for m in ratios):
         raise DatasetError(f"mlr.ratios must be a non-empty list of values in (0, 1], got {list(ratios)}")
+    ratios = [float(m) for m in ratios]
     rng = np.random.default_rng([seed, 11])
-    return [float(ratios[i]) for i in rng.integers(len(ratios), size=n)]
+    return [ratios[int(i)] for i in rng.integers(len(ratios), size=n)]
 
 
 def build_mlr(
@@ -94,7 +95,7 @@ def build_mlr(
         return [replace(r, genuine_lr=f) for r, f in zip(records, flags)], {}
     lr_idx = [i for i, f in enumerate(flags) if f]
     drawn = draw_ratios(len(lr_idx), ratios, seed)
-    key_src = json.dumps([MLR_VERSION, dataset, str(lr_camera), list(ratios), seed, resample,
+    key_src = json.dumps([MLR_VERSION, dataset, str(lr_camera), [float(m) for m in ratios], seed, resample,
                           [records[i].path for i in lr_idx]])
     key = hashlib.sha1(key_src.encode()).hexdigest()[:12]
     folder = Path(cache_root) / f"mlr_{dataset}_{key}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sing_lit.data.records import DatasetError, ImageRecord
-from sing_lit.utils.atomic import write_json_atomic
+from sing_lit.utils.atomic import write_text_atomic
 
 SPLIT_FORMAT = "sing_lit.split/v1"
 
@@ -94,12 +94,12 @@ def make_trials(
 
 
 def save_trials(path: str | Path, trials: Sequence[Trial], meta: dict) -> None:
-    """Write a split file atomically."""
-    doc = {"format": SPLIT_FORMAT, **meta, "trials": [
-        {"train": t.train, "val": t.val, "test": t.test,
-         "val_gallery": {str(k): v for k, v in t.val_gallery.items()},
-         "test_gallery": {str(k): v for k, v in t.test_gallery.items()}} for t in trials]}
-    write_json_atomic(path, doc)
+    """Write a split file atomically: metadata, then one compact JSON line per trial (diff-friendly)."""
+    head = json.dumps({"format": SPLIT_FORMAT, **meta}, indent=2)[:-2]
+    rows = [json.dumps({"train": t.train, "val": t.val, "test": t.test,
+                        "val_gallery": {str(k): v for k, v in t.val_gallery.items()},
+                        "test_gallery": {str(k): v for k, v in t.test_gallery.items()}}) for t in trials]
+    write_text_atomic(path, head + ',\n  "trials": [\n    ' + ",\n    ".join(rows) + "\n  ]\n}\n")
 
 
 def load_trials(path: str | Path, records: Sequence[ImageRecord], root: str | Path) -> tuple[list[Trial], dict]:
