@@ -100,6 +100,7 @@ def test_loss_terms_match_hand_computation(mode, alpha, n_l, n_h):
 def test_loss_sr_is_zero_for_a_perfect_sr():
     """Eq. (2) vanishes when F_sr(x^{h2l}) = x^h (identity SR, h2l equal to hr)."""
     net, batch = tiny_net(residual=True), tiny_batch()
+    nn.init.zeros_(net.sr_net.body[-1].weight)  # residual F_sr with a zero correction: exactly identity
     batch["h2l"] = batch["hr"].clone()
     out = sing_losses(net.eval(), batch, alpha=1.0, synthetic_stream=True)
     assert out["loss_sr"].item() == 0.0
@@ -197,12 +198,30 @@ def test_sr_loss_alone_does_not_reach_reid():
 
 
 # ---- sub-networks -------------------------------------------------------------------------------
-def test_residual_srnet_is_exactly_bicubic_identity_at_init():
+@pytest.mark.parametrize("kernel_sizes", [(9, 5, 5), (9, 1, 5)])
+def test_residual_srnet_starts_at_the_bicubic_identity(kernel_sizes):
+    """Residual F_sr adds a correction to its (bicubic-upscaled) input; the correction starts
+    near zero (the reconstruction conv is N(0, 1e-3)), so the untrained net is ~bicubic."""
     torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 32)
+    sr = SRNet(kernel_sizes=kernel_sizes, residual=True)
+    out = sr(x)
+    torch.testing.assert_close(out, x + sr.body(x))
+    assert (out - x).abs().mean() < 5e-3 and (out - x).abs().max() < 5e-2
+    assert sr.body[-1].bias.abs().sum() == 0 and sr.body[-1].weight.std() < 2e-3
+    nn.init.zeros_(sr.body[-1].weight)
+    assert torch.equal(sr(x), x)  # an all-zero correction is exactly the bicubic input
+    plain = SRNet(kernel_sizes=kernel_sizes, residual=False)
+    assert (plain(x) - x).abs().mean() > 1e-2  # plain SRCNN predicts the image itself
+
+
+def test_residual_srnet_gets_gradients_in_every_layer_at_init():
+    """The near-zero (not zero) reconstruction conv lets the first step train the first two convs."""
+    torch.manual_seed(0)
+    sr = SRNet(channels=(4, 2), residual=True)
     x = torch.rand(2, 3, 16, 8)
-    assert torch.equal(SRNet(channels=(4, 2), residual=True)(x), x)
-    assert torch.equal(SRNet()(x), x)  # the config default (residual=True)
-    assert not torch.equal(SRNet(channels=(4, 2), residual=False)(x), x)
+    ((sr(x) - torch.rand_like(x)) ** 2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in sr.parameters())
 
 
 @pytest.mark.parametrize("residual", [True, False])

@@ -19,7 +19,7 @@ class SRNet(nn.Module):
         channels: filters of the first two convs; SRCNN uses (64, 32).
         kernel_sizes: kernel sizes of the three convs; SRCNN's 9-5-5 by default.
         residual: predict a correction added to the bicubic input instead of the image itself.
-            At initialisation the residual net is then (close to) the bicubic identity, which
+            At initialisation the residual net is then within ~1e-3 of the bicubic identity, which
             converges in a fraction of the steps on a CPU budget. ``False`` is plain SRCNN.
 
     Example:
@@ -53,8 +53,9 @@ class SRNet(nn.Module):
             nn.Conv2d(c2, 3, k3, padding=k3 // 2),
         )
         if residual:
-            # A zero-initialised reconstruction layer makes the untrained net exactly bicubic.
-            nn.init.zeros_(self.body[-1].weight)
+            # A near-zero reconstruction layer makes the untrained net (almost exactly) bicubic
+            # while still passing gradients to the first two layers from the first step.
+            nn.init.normal_(self.body[-1].weight, std=1e-3)
             nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
