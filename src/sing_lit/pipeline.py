@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -40,6 +41,8 @@ def _anchor_of(overrides: list[str]) -> tuple[str | None, tuple[str, ...]]:
 def anchor_groups(sweep_dir: str | Path, asked: list[str] | None = None) -> dict[tuple[str, ...], list[AnchorRun]]:
     """Group a sweep's anchor jobs by their other overrides; check each group is complete."""
     jobs = sweep_jobs(sweep_dir)
+    if asked is None:
+        asked = asked_in_sweep(sweep_dir)
     groups: dict[tuple[str, ...], list[tuple[str, Path]]] = {}
     for job in jobs:
         anchor, rest = _anchor_of(job["overrides"])
@@ -67,6 +70,18 @@ def asked_anchors(task_overrides: list[str]) -> list[str]:
                 value = value[value.index("(") + 1:-1]
             return [v.strip() for v in value.split(",") if v.strip()]
     return []
+
+
+def asked_in_sweep(sweep_dir: str | Path) -> list[str] | None:
+    """The anchors a finished sweep asked for, from the ``multirun.yaml`` Hydra saves in it."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        return None
+    return asked_anchors(list(doc.get("hydra", {}).get("overrides", {}).get("task", []))) or None
 
 
 class FuseAnchorsCallback(Callback):

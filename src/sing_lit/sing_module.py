@@ -95,10 +95,11 @@ class SINGModule(L.LightningModule):
 
     @staticmethod
     def to_float(x: torch.Tensor) -> torch.Tensor:
-        return x.float().div_(255.0)
+        """uint8 images (as the DataModule sends them) to floats in [0, 1]; floats pass through."""
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        batch = {k: self.to_float(v) if v.dtype == torch.uint8 else v for k, v in batch.items()}
+        batch = {k: self.to_float(v) for k, v in batch.items()}
         losses = sing_losses(self.net, batch, self.alpha, self.synthetic_stream)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
                       batch_size=len(batch["hr"]))

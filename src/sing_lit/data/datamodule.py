@@ -74,6 +74,8 @@ class SINGDataModule(L.LightningDataModule):
             raise ValueError(f"data.input_size must be [height, width] with sides >= 8, got {list(input_size)}")
         if batch_size < 2:
             raise ValueError(f"data.batch_size must be >= 2 (batch norm), got {batch_size}")
+        if not callable(reader):
+            raise ValueError(f"data.reader must be a reader (a _target_ with _partial_: true), got {reader!r}")
         self.name, self.root, self.reader = name, str(root), reader
         self.anchor_ratio = float(anchor_ratio)
         self.input_size = (int(input_size[0]), int(input_size[1]))
