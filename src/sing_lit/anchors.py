@@ -48,7 +48,7 @@ def anchor_from_run_dir(run_dir: str | Path) -> AnchorRun:
         if not best:
             raise UserError(f"anchor job {run_dir.name}: trial {t.get('trial')} saved no checkpoint "
                             "(was it a fast_dev_run?); train it again without debug settings")
-        ckpts[int(t["trial"])] = Path(best)
+        ckpts[int(t["trial"])] = run_dir / best  # relative to the run dir (absolute paths still work)
     if not ckpts:
         raise UserError(f"anchor job {run_dir.name}: {run_dir / 'metrics.json'} lists no trained trial")
     anchor = metrics["anchor"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,12 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
-        result["best_checkpoint"] = best
-        result["last_checkpoint"] = ckpt_cb.last_model_path if ckpt_cb is not None else ""
+        # Paths relative to the run dir: a copied or moved run dir stays usable (and
+        # metrics.json stays byte-identical between two runs of the same config).
+        run_dir = out_dir.parent
+        result["best_checkpoint"] = os.path.relpath(best, run_dir) if best else ""
+        last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
+        result["last_checkpoint"] = os.path.relpath(last, run_dir) if last else ""
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
             result["val_rank1_best"] = float(ckpt_cb.best_model_score)
         if cfg.test and not trainer.fast_dev_run:
