@@ -19,11 +19,25 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sing_lit.anchors import (AnchorRun, anchor_from_checkpoint, anchor_from_run_dir, build_net, check_compatible,
-                              load_checkpoint)
+from sing_lit.anchors import (
+    AnchorRun,
+    anchor_from_checkpoint,
+    anchor_from_run_dir,
+    build_net,
+    check_compatible,
+    load_checkpoint,
+)
 from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
-from sing_lit.fusion import METRICS, anchor_name, fuse_distances, fusion_weights, mean_fusion, resolution_ratio, select_sigma
+from sing_lit.fusion import (
+    METRICS,
+    anchor_name,
+    fuse_distances,
+    fusion_weights,
+    mean_fusion,
+    resolution_ratio,
+    select_sigma,
+)
 from sing_lit.report import format_table, summarize, table_csv
 from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
 

@@ -15,6 +15,7 @@ Configs are ``conf/inspect.yaml`` and ``conf/data/<name>.yaml`` (found relative 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,10 +27,12 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from PIL import Image
 
 from sing_lit.cli import CONFIG_DIR, root_cause
+from sing_lit.data.images import scaled_size
+from sing_lit.data.mlr import draw_ratios, lr_view
 from sing_lit.data.readers import READERS, detect_layout
 from sing_lit.data.readers._common import layout_error
 from sing_lit.data.records import DatasetError, ImageRecord
-from sing_lit.data.stats import describe, format_description
+from sing_lit.data.stats import HEIGHT_BINS, describe, format_description, height_bin, image_sizes
 
 
 def expected_tree(reader: Callable) -> str:
@@ -92,7 +95,27 @@ def inspect_dataset(cfg: DictConfig) -> str:
     lines = [f"dataset: {cfg.data.name}", f"root: {Path(root).expanduser().absolute()}"]
     if cfg.verify:
         lines.append(f"decoded: all {len(records)} images")
-    return "\n".join(lines + [format_description(describe(records, cfg.workers))])
+    lines.append(format_description(describe(records, cfg.workers)))
+    mlr = cfg.data.get("mlr")
+    if mlr is not None and str(mlr.lr_camera) != "genuine":
+        lines.append(mlr_view(records, mlr, cfg.workers))
+    return "\n".join(lines)
+
+
+def mlr_view(records: Sequence[ImageRecord], mlr: DictConfig, workers: int) -> str:
+    """The resolution histogram after MLR construction, computed in memory (nothing is written)."""
+    flags = lr_view(records, mlr.lr_camera, int(mlr.seed))
+    lr_idx = [i for i, f in enumerate(flags) if f]
+    ratios = draw_ratios(len(lr_idx), list(mlr.ratios), int(mlr.seed))
+    sizes = image_sizes(records, workers)
+    heights = {i: scaled_size((sizes[i][1], sizes[i][0]), m)[0] for i, m in zip(lr_idx, ratios)}
+    lr_hist = Counter(height_bin(h) for h in heights.values())
+    hr_hist = Counter(height_bin(sizes[i][1]) for i in range(len(records)) if i not in heights)
+    out = [f"MLR view (data.mlr.lr_camera={mlr.lr_camera}, ratios {[round(float(m), 4) for m in mlr.ratios]}, "
+           f"seed {mlr.seed}, filter {mlr.resample}): {len(lr_idx)} LR images, {len(records) - len(lr_idx)} HR",
+           "height (px)    LR      HR"]
+    out += [f"{height_bin(low):>11}  {lr_hist[height_bin(low)]:>6}  {hr_hist[height_bin(low)]:>6}" for low in HEIGHT_BINS]
+    return "\n".join(out)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")

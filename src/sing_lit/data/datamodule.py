@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -86,11 +86,14 @@ def make_trials(
         test, val, train = sorted(order[:n_test]), sorted(order[n_test:n_test + n_val]), order[n_test + n_val:]
         train = sorted(train + (single if one_camera_ids_in_train else []))
 
-        def gallery(ids: list[int]) -> dict[int, str]:
-            return {p: str(Path(hr[p][int(rng.integers(len(hr[p])))]).relative_to(root)) for p in ids}
-
-        trials.append(Trial(train=train, val=val, test=test, val_gallery=gallery(val), test_gallery=gallery(test)))
+        trials.append(Trial(train=train, val=val, test=test, val_gallery=_draw_gallery(val, hr, rng, root),
+                            test_gallery=_draw_gallery(test, hr, rng, root)))
     return trials
+
+
+def _draw_gallery(ids: list[int], hr: dict[int, list[str]], rng: np.random.Generator, root: Path) -> dict[int, str]:
+    """One random HR image per person (relative path), the single-shot gallery."""
+    return {p: str(Path(hr[p][int(rng.integers(len(hr[p])))]).relative_to(root)) for p in ids}
 
 
 def save_trials(path: str | Path, trials: Sequence[Trial], meta: dict) -> None:
