@@ -115,7 +115,8 @@ def test_data_options(compose_cfg, tmp_path, option):
 
 def test_data_base_alone_is_incomplete(compose_cfg):
     cfg = compose_cfg(["data=base"])
-    assert OmegaConf.is_missing(cfg.data, "name") and OmegaConf.is_missing(cfg.data, "reader")
+    # base is not a dataset: its name says so and its reader/root must still be chosen.
+    assert cfg.data.name == "base" and OmegaConf.is_missing(cfg.data, "reader")
 
 
 # ---- networks --------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_single_anchor_run_writes_metrics_and_best_checkpoint(anchor_run):
     check_test_metrics(metrics)
     best = anchor_run / "trial_0" / "checkpoints" / "best.ckpt"
     assert best.is_file()
-    assert Path(metrics["trials"][0]["best_checkpoint"]) == best
+    assert anchor_run / metrics["trials"][0]["best_checkpoint"] == best  # relative to the run dir
     trial = json.loads((anchor_run / "trial_0" / "metrics.json").read_text())
     assert trial["test"]["rank1"] == metrics["test"]["rank1"]["mean"]
     assert (anchor_run / "split.json").is_file() and (anchor_run / ".hydra" / "config.yaml").is_file()

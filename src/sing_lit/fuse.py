@@ -144,8 +144,19 @@ def collect_trials(anchors: list[AnchorRun]) -> list[int]:
 
 
 def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[float], metric: str = "rank1",
-               title: str = "") -> dict[str, Any]:
-    """Fuse anchors over all their common trials and write the result files into ``out_dir``."""
+               title: str = "", wandb_init: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fuse anchors over all their common trials and write the result files into ``out_dir``.
+
+    With ``wandb_init`` (see :func:`sing_lit.wandb_runs.fusion_wandb_init`) the same work runs inside a
+    W&B run (job_type ``fuse``) that logs the result table, the sigma CV curve and the CMC curves.
+    """
+    if wandb_init:
+        from sing_lit.wandb_runs import fusion_run, log_fusion
+
+        with fusion_run(wandb_init) as run:
+            result = run_fusion(anchors, out_dir, sigma_grid, metric, title)
+            log_fusion(run, result, out_dir)
+        return result
     if len(anchors) < 2:
         raise UserError(f"fusion needs at least 2 anchors, got {[a.name for a in anchors]}")
     out_dir = Path(out_dir)
@@ -190,10 +201,19 @@ def resolve_anchors(cfg: DictConfig) -> list[AnchorRun]:
     return [anchor_from_run_dir(p) if Path(p).is_dir() else anchor_from_checkpoint(p) for p in cfg.anchors]
 
 
+def fuse_from_config(cfg: DictConfig) -> dict[str, Any]:
+    from sing_lit.wandb_runs import fusion_group, fusion_wandb_init
+
+    anchors = resolve_anchors(cfg)
+    wandb_init = fusion_wandb_init(cfg.get("logger"), cfg.paths.output_dir,
+                                   fusion_group(cfg.multirun_dir, [a.source for a in anchors]))
+    return run_fusion(anchors, cfg.paths.output_dir, list(cfg.fusion.sigma_grid), cfg.fusion.metric,
+                      wandb_init=wandb_init)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fuse")
 def main(cfg: DictConfig) -> None:
-    run_guarded(lambda: run_fusion(resolve_anchors(cfg), cfg.paths.output_dir, list(cfg.fusion.sigma_grid),
-                                   cfg.fusion.metric))
+    run_guarded(lambda: fuse_from_config(cfg))
 
 
 if __name__ == "__main__":

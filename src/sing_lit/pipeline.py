@@ -98,6 +98,7 @@ class FuseAnchorsCallback(Callback):
             log.info("multirun does not sweep over anchors: no fusion stage")
             return
         from sing_lit.fuse import run_fusion
+        from sing_lit.wandb_runs import fusion_wandb_init, sweep_group
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -106,7 +107,8 @@ class FuseAnchorsCallback(Callback):
                 out = sweep_dir / ("fuse" if len(groups) == 1 else f"fuse_{i}")
                 log.info("fusing %s -> %s", [a.name for a in anchors], out)
                 run_fusion(anchors, out, list(config.fusion.sigma_grid), config.fusion.metric,
-                           title=f"{config.data.name}, {' '.join(rest) or 'defaults'}")
+                           title=f"{config.data.name}, {' '.join(rest) or 'defaults'}",
+                           wandb_init=fusion_wandb_init(config.get("logger"), out, sweep_group(sweep_dir)))
         except UserError as err:
             print(f"error: fusion stage: {err}", file=sys.stderr)
             sys.exit(2)

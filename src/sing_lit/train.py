@@ -17,11 +17,13 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
 from sing_lit.report import format_table, summarize
-from sing_lit.utils.atomic import write_json_atomic
+from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
+from sing_lit.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
 
 log = logging.getLogger("sing_lit.train")
 
@@ -36,6 +38,14 @@ def check_config(cfg: DictConfig) -> None:
                         "pick an anchor with +anchor=1/2, +anchor=1/3 or +anchor=1/4")
     if "/" in str(cfg.anchor.name):
         raise UserError(f"anchor.name={cfg.anchor.name!r} must not contain '/': it names run dirs and loggers")
+    # Checked again by SINGModule; here so a bad value fails before the data is built.
+    if not isinstance(cfg.model.alpha, (int, float)) or cfg.model.alpha < 0:
+        raise UserError(f"model.alpha={cfg.model.alpha!r} is not allowed: it weighs L_sr in Eq. (5) and must be >= 0")
+    for key in ("lr_sr", "lr_reid"):
+        value = cfg.model[key]
+        if not isinstance(value, (int, float)) or value < 0 or (key == "lr_reid" and value == 0):
+            raise UserError(f"model.{key}={value!r} is not allowed: learning rates must be numbers "
+                            f"{'> 0' if key == 'lr_reid' else '>= 0'}")
     if cfg.trials is not None and cfg.ckpt_path is not None and len(cfg.trials) != 1:
         raise UserError("ckpt_path resumes one trial: also set trials=[k]")
 
@@ -64,20 +74,30 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path) -> dict[str, Any]:
         "num_classes": datamodule.num_classes,
         "backbone": cfg.model.net.backbone._target_,
     }
-    callbacks = []
-    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
-        extra = {"dirpath": str(out_dir / "checkpoints")} if name == "model_checkpoint" else {}
-        callbacks.append(hydra.utils.instantiate(cb_cfg, **extra))
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
         extra = {"version": f"trial_{k}"} if name in ("csv", "tensorboard") else {}
         if name == "wandb":
-            extra = {"name": f"{cfg.data.name}-{cfg.anchor.name}-trial{k}"}
+            extra = {key: v for key, v in train_run_names(cfg, k).items() if lg_cfg.get(key) is None}
+            if cfg.ckpt_path is not None:
+                extra["id"] = resume_id(cfg.ckpt_path)  # resuming continues the checkpoint's W&B run
         loggers.append(hydra.utils.instantiate(lg_cfg, **extra))
+    callbacks = []
+    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if name == "lr_monitor" and not loggers:
+            continue  # LearningRateMonitor refuses a trainer without loggers
+        extra = {"dirpath": str(out_dir / "checkpoints")} if name == "model_checkpoint" else {}
+        callbacks.append(hydra.utils.instantiate(cb_cfg, **extra))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                                  default_root_dir=str(out_dir))
     result: dict[str, Any] = {"trial": k, "num_classes": datamodule.num_classes}
+    failed = True
     try:
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):  # start it now: a bad W&B set-up fails before training
+                model.meta["wandb_id"] = start_wandb(lg)
+                write_text_atomic(out_dir / "wandb_id", model.meta["wandb_id"] + "\n")
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
@@ -93,12 +113,9 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path) -> dict[str, Any]:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             result["test"] = {m: model.last_eval[m] for m in METRICS}
             result["test_cmc"] = model.last_eval["cmc"]
+        failed = False
     finally:
-        for lg in loggers:
-            if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
-                import wandb
-
-                wandb.finish()
+        finish_wandb(loggers, failed)  # every trial and job gets its own W&B run
     write_json_atomic(out_dir / "metrics.json", result)
     return result
 
