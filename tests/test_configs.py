@@ -160,11 +160,15 @@ def test_trainer_options(compose_cfg, option):
     check_targets(cfg)
     if option == "gpu":
         assert cfg.trainer.accelerator == "gpu" and cfg.trainer.max_epochs == compose_cfg().trainer.max_epochs
-        if not torch.cuda.is_available():
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        if option == "gpu":
             return  # the target resolves; building a GPU trainer needs a GPU
+        cfg.trainer.accelerator, cfg.trainer.precision = "cpu", "32-true"  # ddp*: the rest still builds on CPU
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
                                       enable_progress_bar=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
+    if option.startswith("ddp"):
+        assert type(trainer.strategy).__name__ == "DDPStrategy" and trainer.world_size == cfg.trainer.devices * cfg.trainer.num_nodes
 
 
 @pytest.mark.parametrize("option", options("logger"))

@@ -71,12 +71,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise UserError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); "
+        raise UserError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {first_sentence(err)}); "
                         "use another checkpoint or train again") from err
     if not isinstance(ckpt, dict) or "sing_lit" not in ckpt or "state_dict" not in ckpt:
         raise UserError(f"checkpoint {path} is not a sing_lit checkpoint (no 'sing_lit' metadata); "
                         "expected a file written by python -m sing_lit.train")
     return ckpt
+
+
+def first_sentence(err: BaseException) -> str:
+    """The first sentence of an error (torch's zip errors go on for a paragraph)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text.split(". ")[0].rstrip(".")
 
 
 def build_net(ckpt: dict[str, Any], path: str | Path) -> SINGNet:
@@ -87,7 +93,10 @@ def build_net(ckpt: dict[str, Any], path: str | Path) -> SINGNet:
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
+        # torch's first line is "Error(s) in loading state_dict for SINGNet:"; the next one says what.
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__
+        first = first if len(first) <= 300 else first[:300] + " ..."
         raise UserError(f"checkpoint {path} does not fit the network its config describes "
                         f"({meta.get('backbone')}): {first}") from err
     return net.eval()

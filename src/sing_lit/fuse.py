@@ -39,6 +39,7 @@ from sing_lit.fusion import (
     select_sigma,
 )
 from sing_lit.report import format_table, summarize, table_csv
+from sing_lit.run_info import write_run_info
 from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("sing_lit.fuse")
@@ -168,7 +169,8 @@ def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[f
     title = title or f"{len(trials)} trial(s), sigma by {metric} on validation: {sigmas}"
     md = "\n\n".join([format_table(table, title=f"Fusion: {title}"),
                       format_table(table4, title="Table 4 layout: anchor subsets (r=1 as in the paper)")])
-    result = {"task": "fuse", "anchors": [{"name": a.name, "ratio": a.ratio, "source": str(a.source)} for a in anchors],
+    # metrics.json holds only what the anchors and config determine; their paths go to run_info.json.
+    result = {"task": "fuse", "anchors": [{"name": a.name, "ratio": a.ratio} for a in anchors],
               "metric": metric, "sigma_grid": list(sigma_grid), "sigma": sigmas, "table": table, "table4": table4,
               "trials": trials}
     from sing_lit.plots import plot_cmc
@@ -181,6 +183,9 @@ def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[f
     plot_cmc(curves, out_dir / "cmc.png", title="CMC (mean over trials)")
     write_text_atomic(out_dir / "table.md", md + "\n")
     write_text_atomic(out_dir / "table.csv", table_csv({**table, **table4}))
+    write_run_info(out_dir, anchors=[{"name": a.name, "source": str(Path(a.source).resolve()),
+                                      "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}}
+                                     for a in anchors])
     write_json_atomic(out_dir / "metrics.json", result)
     print(md)
     return result

@@ -24,10 +24,9 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-from PIL import Image
 
 from sing_lit.cli import CONFIG_DIR, root_cause
-from sing_lit.data.images import scaled_size
+from sing_lit.data.images import load_rgb, scaled_size
 from sing_lit.data.mlr import draw_ratios, lr_view
 from sing_lit.data.readers import READERS, detect_layout
 from sing_lit.data.readers._common import layout_error
@@ -42,10 +41,11 @@ def expected_tree(reader: Callable) -> str:
 
 
 def _decode_error(path: str) -> str | None:
+    """What training would say about this image (a full decode: verify() misses truncated data;
+    then the mode and size checks of :func:`sing_lit.data.images.load_rgb`), or None."""
     try:
-        with Image.open(path) as img:
-            img.convert("RGB")  # a full decode: verify() misses truncated data
-    except (OSError, SyntaxError, ValueError) as err:
+        load_rgb(path)
+    except DatasetError as err:
         return str(err)
     return None
 
@@ -56,8 +56,7 @@ def verify_images(records: Sequence[ImageRecord], tree: str = "", workers: int =
         errors = list(pool.map(_decode_error, [r.path for r in records]))
     bad = [(r.path, e) for r, e in zip(records, errors, strict=True) if e is not None]
     if bad:
-        path, err = bad[0]
-        message = f"corrupt or unreadable image {path} ({err}); expected every image to decode"
+        _, message = bad[0]  # names the file
         if len(bad) > 1:
             message += f" ({len(bad)} bad images in all)"
         raise layout_error(message, tree) if tree else DatasetError(message)

@@ -33,7 +33,7 @@ def _anchor_of(overrides: list[str]) -> tuple[str | None, tuple[str, ...]]:
         m = ANCHOR_OVERRIDE.match(o)
         if m:
             anchor = m.group(1)
-        else:
+        elif not o.lstrip("+~").startswith("ckpt_path="):  # a resumed relaunch is the same sweep
             rest.append(o)
     return anchor, tuple(sorted(rest))
 

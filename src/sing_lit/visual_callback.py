@@ -58,8 +58,8 @@ class PicturesCallback(Callback):
         return epoch % self.every_n_epochs == 0 or last
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not self._due(trainer):
-            return
+        if trainer.sanity_checking or not self._due(trainer) or not trainer.is_global_zero:
+            return  # drawn from the whole val set: one rank is enough
         sets = getattr(trainer.datamodule, "eval_sets", {}).get("val")
         if sets is None:
             return
@@ -83,6 +83,8 @@ class PicturesCallback(Callback):
             self._emit(trainer, "cmc", path, None, f"epoch {epoch}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         last = getattr(pl_module, "last_eval", None) or {}
         if last.get("stage") == "test" and last.get("cmc"):
             path = self._dir(trainer) / "cmc_test.png"

@@ -14,9 +14,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from sing_lit.data.eval_shard import eval_sampler
 from sing_lit.data.images import load_rgb, resize, scaled_size, to_uint8_tensor
 from sing_lit.data.mlr import build_mlr
 from sing_lit.data.records import DatasetError, ImageRecord
+from sing_lit.data.resumable import ResumableLoader
 from sing_lit.data.splits import Trial, load_trials, make_trials, save_trials
 from sing_lit.data.streams import EvalImages, TrainStreams
 
@@ -45,6 +47,8 @@ class SINGDataModule(L.LightningDataModule):
             ``protocol`` and written to ``split_out`` for the record.
         trial: which trial of the protocol this module serves.
         synthetic_stream: build the x^{h2l} stream (off for the Table 3 ablation).
+        seed: the training order and flips are a pure function of (seed, epoch), see
+            :class:`sing_lit.data.resumable.ResumableLoader`; ``sing_lit.train`` passes seed + trial.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class SINGDataModule(L.LightningDataModule):
         flip: bool = True,
         upscale: str = "bicubic",
         synthetic_stream: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if not 0 < float(anchor_ratio) < 1:
@@ -86,7 +91,7 @@ class SINGDataModule(L.LightningDataModule):
         self.split_file, self.split_out, self.trial = split_file, split_out, int(trial)
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
-        self.synthetic_stream = synthetic_stream
+        self.synthetic_stream, self.seed = synthetic_stream, int(seed)
         self.records: list[ImageRecord] = []
         self._ready = False
 
@@ -169,7 +174,7 @@ class SINGDataModule(L.LightningDataModule):
         self.train_set = TrainStreams(
             self._inputs(lr_imgs), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
             self._inputs(hr_imgs), self._h2l(hr_imgs) if self.synthetic_stream else None,
-            torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip)
+            torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip, seed=self.seed)
         self.setup_eval()
 
     def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
@@ -189,16 +194,19 @@ class SINGDataModule(L.LightningDataModule):
         return probe, gal
 
     # ---- loaders ---------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+    def train_dataloader(self) -> ResumableLoader:
+        return ResumableLoader(self.train_set, batch_size=self.batch_size, seed=self.seed,
+                               num_workers=self.num_workers,
+                               epoch_batches=lambda: getattr(self.trainer, "num_training_batches", float("inf")))
 
     def _eval_loaders(self, role: str) -> list[DataLoader]:
         sets = self.eval_sets[role]
         if sets is None:
             raise DatasetError(f"the {role} split of {self.name} trial {self.trial} is empty; "
                                f"set data.protocol.{'val_ids' if role == 'val' else 'test_ids'} > 0")
-        return [DataLoader(s, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        # DDP: each rank evaluates whole batches of the one-process batching (sing_lit.data.eval_shard)
+        return [DataLoader(s, batch_size=self.eval_batch_size, sampler=eval_sampler(len(s), self.eval_batch_size),
+                           shuffle=False, num_workers=self.num_workers)
                 for s in sets]
 
     def val_dataloader(self) -> list[DataLoader]:
