@@ -32,6 +32,7 @@ lint: $(STAMP) ## ruff lint + format check
 bench: $(STAMP) ## Speed benchmarks (print JSON)
 	$(PY) experiments/bench_fusion.py
 	$(PY) experiments/bench_data.py
+	$(PY) experiments/bench_baselines.py
 
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .data_cache .pytest_cache
