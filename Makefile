@@ -26,7 +26,7 @@ test: $(STAMP) ## Run the whole test suite (slow tests included)
 test-fast: $(STAMP) ## Tests without the `slow` marker
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(STAMP) ## ruff lint + format check
+lint: $(STAMP) ## ruff lint
 	$(PY) -m ruff check src tests experiments
 
 bench: $(STAMP) ## Speed benchmarks (print JSON)

@@ -1,0 +1,133 @@
+"""Anchor models on disk: find a sweep's jobs, load checkpoints, check they belong together."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import yaml
+
+from sing_lit.cli import UserError
+from sing_lit.models.sing_net import SINGNet
+
+
+@dataclass
+class AnchorRun:
+    """One trained anchor: its name, ratio and the best checkpoint of each trial."""
+
+    name: str
+    ratio: float
+    source: Path
+    checkpoints: dict[int, Path]
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise UserError(f"{what}: {path} is missing (the job did not finish; see its log next to it)") from err
+    except json.JSONDecodeError as err:
+        raise UserError(f"{what}: {path} is not valid JSON ({err})") from err
+
+
+def anchor_from_run_dir(run_dir: str | Path) -> AnchorRun:
+    """An anchor from a finished ``sing_lit.train`` run dir (its ``metrics.json``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"anchor run dir {run_dir} does not exist")
+    metrics = _read_json(run_dir / "metrics.json", f"anchor job {run_dir.name} failed or is unfinished")
+    ckpts = {}
+    for t in metrics.get("trials", []):
+        best = t.get("best_checkpoint") or ""
+        if not best:
+            raise UserError(f"anchor job {run_dir.name}: trial {t.get('trial')} saved no checkpoint "
+                            "(was it a fast_dev_run?); train it again without debug settings")
+        ckpts[int(t["trial"])] = run_dir / best  # relative to the run dir (absolute paths still work)
+    if not ckpts:
+        raise UserError(f"anchor job {run_dir.name}: {run_dir / 'metrics.json'} lists no trained trial")
+    anchor = metrics["anchor"]
+    return AnchorRun(name=anchor["name"], ratio=float(anchor["ratio"]), source=run_dir, checkpoints=ckpts)
+
+
+def anchor_from_checkpoint(path: str | Path) -> AnchorRun:
+    """An anchor from one checkpoint file (one trial)."""
+    path = Path(path)
+    meta = load_checkpoint(path)["sing_lit"]
+    return AnchorRun(name=meta["anchor"]["name"], ratio=float(meta["anchor"]["ratio"]), source=path,
+                     checkpoints={int(meta["data"]["trial"]): path})
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` a sing_lit checkpoint with one clear error for missing/corrupt/foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise UserError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {first_sentence(err)}); "
+                        "use another checkpoint or train again") from err
+    if not isinstance(ckpt, dict) or "sing_lit" not in ckpt or "state_dict" not in ckpt:
+        raise UserError(f"checkpoint {path} is not a sing_lit checkpoint (no 'sing_lit' metadata); "
+                        "expected a file written by python -m sing_lit.train")
+    return ckpt
+
+
+def first_sentence(err: BaseException) -> str:
+    """The first sentence of an error (torch's zip errors go on for a paragraph)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text.split(". ")[0].rstrip(".")
+
+
+def build_net(ckpt: dict[str, Any], path: str | Path) -> SINGNet:
+    """Rebuild the anchor's SINGNet from the config stored in its checkpoint and load its weights."""
+    meta = ckpt["sing_lit"]
+    net = hydra.utils.instantiate(meta["config"]["model"]["net"])(num_classes=meta["num_classes"])
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        # torch's first line is "Error(s) in loading state_dict for SINGNet:"; the next one says what.
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__
+        first = first if len(first) <= 300 else first[:300] + " ..."
+        raise UserError(f"checkpoint {path} does not fit the network its config describes "
+                        f"({meta.get('backbone')}): {first}") from err
+    return net.eval()
+
+
+def check_compatible(anchors: list[AnchorRun], metas: dict[str, dict]) -> None:
+    """Refuse anchors that cannot be fused, naming which anchor and why."""
+    seen: dict[float, str] = {}
+    for a in anchors:
+        if a.ratio in seen:
+            raise UserError(f"anchors {seen[a.ratio]} and {a.name} have the same ratio {a.ratio}; "
+                            "fusion needs one anchor per ratio")
+        seen[a.ratio] = a.name
+    ref_name = anchors[0].name
+    ref = metas[ref_name]
+    for a in anchors[1:]:
+        meta = metas[a.name]
+        for key, what in (("dataset", "datasets"), ("root", "dataset roots"), ("split", "splits"),
+                          ("input_size", "input sizes"), ("mlr", "MLR constructions")):
+            if meta["data"].get(key) != ref["data"].get(key):
+                raise UserError(f"anchor {a.name} ({a.source}) was trained on different {what} than anchor "
+                                f"{ref_name}: {meta['data'].get(key)} vs {ref['data'].get(key)}")
+
+
+def sweep_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """The jobs of a Hydra multirun dir: their dirs and task overrides, in job order."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UserError(f"multirun dir {sweep_dir} does not exist")
+    jobs = []
+    for d in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()):
+        overrides = yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) or []
+        jobs.append({"dir": d, "overrides": list(overrides)})
+    return jobs

@@ -1,0 +1,228 @@
+"""LightningDataModule: reader -> MLR view -> split trial -> in-memory streams at the input size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from sing_lit.data.eval_shard import eval_sampler
+from sing_lit.data.images import load_rgb, resize, scaled_size, to_uint8_tensor
+from sing_lit.data.mlr import build_mlr
+from sing_lit.data.records import DatasetError, ImageRecord
+from sing_lit.data.resumable import ResumableLoader
+from sing_lit.data.splits import Trial, load_trials, make_trials, save_trials
+from sing_lit.data.streams import EvalImages, TrainStreams
+
+log = logging.getLogger(__name__)
+
+
+class SINGDataModule(L.LightningDataModule):
+    """Feeds SING's three training streams and the single-shot evaluation sets of one trial.
+
+    Training: genuine (or MLR) LR images of the training people, HR images of the other
+    view, and synthetic LR images made from each HR image at the anchor ratio m, all
+    resized to ``input_size`` by bicubic interpolation (the paper's input policy).
+    Validation/test: probe = every LR image of the val/test people; gallery = the one HR
+    image per person that the split file names.
+
+    Args:
+        name: dataset name, used for caches and split metadata.
+        root: dataset root as downloaded (for the synthetic benchmark: its cache folder).
+        reader: callable(root) -> list[ImageRecord] (a Hydra ``_partial_``).
+        anchor_ratio: m, the down-sampling ratio of the synthetic LR stream.
+        input_size: (height, width) every image is resized to; the paper uses 160x72.
+        mlr: MLR construction, see :func:`sing_lit.data.mlr.build_mlr`
+            (``lr_camera``, ``ratios``, ``seed``, ``resample``).
+        protocol: ``trials``, ``test_ids``, ``val_ids``, ``one_camera_ids_in_train``, ``seed``.
+        split_file: versioned split file to read; when absent the trials are drawn from
+            ``protocol`` and written to ``split_out`` for the record.
+        trial: which trial of the protocol this module serves.
+        synthetic_stream: build the x^{h2l} stream (off for the Table 3 ablation).
+        seed: the training order and flips are a pure function of (seed, epoch), see
+            :class:`sing_lit.data.resumable.ResumableLoader`; ``sing_lit.train`` passes seed + trial.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        reader: Callable[[str], list[ImageRecord]],
+        anchor_ratio: float,
+        input_size: Sequence[int] = (160, 72),
+        mlr: dict | None = None,
+        protocol: dict | None = None,
+        split_file: str | None = None,
+        split_out: str | None = None,
+        trial: int = 0,
+        cache_dir: str = ".data_cache",
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        num_workers: int = 0,
+        flip: bool = True,
+        upscale: str = "bicubic",
+        synthetic_stream: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 < float(anchor_ratio) < 1:
+            raise ValueError(f"anchor.ratio must be in (0, 1), got {anchor_ratio}")
+        if len(input_size) != 2 or min(input_size) < 8:
+            raise ValueError(f"data.input_size must be [height, width] with sides >= 8, got {list(input_size)}")
+        if batch_size < 2:
+            raise ValueError(f"data.batch_size must be >= 2 (batch norm), got {batch_size}")
+        if not callable(reader):
+            raise ValueError(f"data.reader must be a reader (a _target_ with _partial_: true), got {reader!r}")
+        self.name, self.root, self.reader = name, str(root), reader
+        self.anchor_ratio = float(anchor_ratio)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.mlr = {"lr_camera": "genuine", "ratios": [1 / 2, 1 / 3, 1 / 4], "seed": 0, "resample": "bicubic",
+                    **(mlr or {})}
+        self.protocol = {"trials": 10, "test_ids": "half", "val_ids": 0.2, "one_camera_ids_in_train": True,
+                         "seed": 0, **(protocol or {})}
+        self.split_file, self.split_out, self.trial = split_file, split_out, int(trial)
+        self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
+        self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
+        self.synthetic_stream, self.seed = synthetic_stream, int(seed)
+        self.records: list[ImageRecord] = []
+        self._ready = False
+
+    # ---- preparation ---------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Read, build the MLR view, pick the trial and load its images (once)."""
+        if self._ready:
+            return
+        self._prepare_records()
+        self._build_tensors(self.trials[self.trial])
+        self._ready = True
+
+    def setup_eval(self) -> None:
+        """Like :meth:`setup` but only the val/test sets (the fusion stage needs no training data)."""
+        if not hasattr(self, "trials"):
+            self._prepare_records()
+        if not hasattr(self, "eval_sets"):
+            trial = self.trials[self.trial]
+            self.eval_sets = {role: self._eval_sets(ids, gallery)
+                              for role, ids, gallery in (("val", trial.val, trial.val_gallery),
+                                                         ("test", trial.test, trial.test_gallery))}
+
+    def _prepare_records(self) -> None:
+        if not Path(self.root).exists() and self.name != "synthetic":
+            raise DatasetError(f"data.root {self.root} does not exist; expected the {self.name} download folder")
+        records = self.reader(self.root)
+        if not records:
+            raise DatasetError(f"dataset {self.name} at {self.root} has no images")
+        # The synthetic builder writes into a keyed sub-folder of data.root.
+        self.data_root = _common_root(records) if self.name == "synthetic" else Path(self.root).resolve()
+        self.records, self.ratio_of = build_mlr(records, cache_root=self.cache_dir, dataset=self.name,
+                                                lr_camera=self.mlr["lr_camera"], ratios=self.mlr["ratios"],
+                                                seed=self.mlr["seed"], resample=self.mlr["resample"])
+        self.trials = self._trials()
+        if not 0 <= self.trial < len(self.trials):
+            raise DatasetError(f"trial {self.trial} does not exist; the protocol has {len(self.trials)} trials")
+
+    def _trials(self) -> list[Trial]:
+        p = self.protocol
+        if self.split_file and Path(self.split_file).exists():
+            trials, meta = load_trials(self.split_file, self.records, self.data_root)
+            self.split_meta = meta
+            return trials
+        trials = make_trials(self.records, self.data_root, num_trials=p["trials"], test_ids=p["test_ids"],
+                             val_ids=p["val_ids"], one_camera_ids_in_train=p["one_camera_ids_in_train"],
+                             seed=p["seed"])
+        self.split_meta = {"dataset": self.name, "protocol": {k: str(v) for k, v in p.items()},
+                           "mlr": {k: str(v) for k, v in self.mlr.items()}}
+        if self.split_out:
+            save_trials(self.split_out, trials, self.split_meta)
+        return trials
+
+    def _load(self, paths: list[str]) -> list:
+        with ThreadPoolExecutor(2) as pool:
+            return list(pool.map(load_rgb, paths))
+
+    def _inputs(self, imgs: list) -> torch.Tensor:
+        if not imgs:
+            return torch.zeros(0, 3, *self.input_size, dtype=torch.uint8)
+        return torch.stack([to_uint8_tensor(resize(im, self.input_size, self.upscale)) for im in imgs])
+
+    def _h2l(self, imgs: list) -> torch.Tensor:
+        """x^{h2l}: the genuine HR image down-sampled by m, then bicubic-upscaled to the input size."""
+        out = []
+        for im in imgs:
+            h, w = scaled_size((im.height, im.width), self.anchor_ratio)
+            out.append(to_uint8_tensor(resize(resize(im, (h, w), self.mlr["resample"]), self.input_size, self.upscale)))
+        return torch.stack(out)
+
+    def _build_tensors(self, trial: Trial) -> None:
+        train_ids = sorted(trial.train)
+        self.label_of = {p: i for i, p in enumerate(train_ids)}
+        self.num_classes = len(train_ids)
+        tr_lr = [r for r in self.records if r.pid in self.label_of and r.genuine_lr]
+        tr_hr = [r for r in self.records if r.pid in self.label_of and not r.genuine_lr]
+        if not tr_lr or not tr_hr:
+            raise DatasetError(f"trial {self.trial} of {self.name} has {len(tr_lr)} LR and {len(tr_hr)} HR training "
+                               "images; SING needs both views in training")
+        lr_imgs, hr_imgs = self._load([r.path for r in tr_lr]), self._load([r.path for r in tr_hr])
+        self.train_set = TrainStreams(
+            self._inputs(lr_imgs), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
+            self._inputs(hr_imgs), self._h2l(hr_imgs) if self.synthetic_stream else None,
+            torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip, seed=self.seed)
+        self.setup_eval()
+
+    def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
+        if not ids:
+            return None
+        wanted = set(ids)
+        probes = [r for r in self.records if r.genuine_lr and r.pid in wanted]
+        by_name = {str(Path(r.path).relative_to(self.data_root)): r for r in self.records if not r.genuine_lr}
+        g_recs = [by_name[gallery[p]] for p in sorted(ids)]
+        p_imgs, g_imgs = self._load([r.path for r in probes]), self._load([r.path for r in g_recs])
+
+        def areas(imgs: list) -> torch.Tensor:
+            return torch.tensor([im.width * im.height for im in imgs], dtype=torch.float64)
+
+        probe = EvalImages(self._inputs(p_imgs), torch.tensor([r.pid for r in probes]), areas(p_imgs))
+        gal = EvalImages(self._inputs(g_imgs), torch.tensor([r.pid for r in g_recs]), areas(g_imgs), self._h2l(g_imgs))
+        return probe, gal
+
+    # ---- loaders ---------------------------------------------------------------------
+    def train_dataloader(self) -> ResumableLoader:
+        return ResumableLoader(self.train_set, batch_size=self.batch_size, seed=self.seed,
+                               num_workers=self.num_workers,
+                               epoch_batches=lambda: getattr(self.trainer, "num_training_batches", float("inf")))
+
+    def _eval_loaders(self, role: str) -> list[DataLoader]:
+        sets = self.eval_sets[role]
+        if sets is None:
+            raise DatasetError(f"the {role} split of {self.name} trial {self.trial} is empty; "
+                               f"set data.protocol.{'val_ids' if role == 'val' else 'test_ids'} > 0")
+        # DDP: each rank evaluates whole batches of the one-process batching (sing_lit.data.eval_shard)
+        return [DataLoader(s, batch_size=self.eval_batch_size, sampler=eval_sampler(len(s), self.eval_batch_size),
+                           shuffle=False, num_workers=self.num_workers)
+                for s in sets]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
+
+    def signature(self) -> dict:
+        """What two anchors must share to be fused: dataset, split, input size, MLR view."""
+        trial = self.trials[self.trial]
+        split_hash = hashlib.sha1(json.dumps([trial.train, trial.val, trial.test, sorted(trial.test_gallery.items()),
+                                              sorted(trial.val_gallery.items())]).encode()).hexdigest()[:16]
+        return {"dataset": self.name, "root": str(self.data_root), "trial": self.trial, "split": split_hash,
+                "input_size": list(self.input_size), "mlr": {k: str(v) for k, v in self.mlr.items()}}
+
+
+def _common_root(records: Sequence[ImageRecord]) -> Path:
+    return Path(os.path.commonpath([r.path for r in records]))

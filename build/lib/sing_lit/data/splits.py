@@ -1,0 +1,142 @@
+"""The paper's 10-trial single-shot protocol as versioned JSON split files.
+
+A split file holds, per trial, the train / validation / test identities and, for the
+validation and test identities, the file name of the one HR gallery image drawn for each
+(paths relative to the dataset root): ids and names only, never images. Reading a split
+file back makes every run of every user use the same identities and the same gallery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sing_lit.data.records import DatasetError, ImageRecord
+from sing_lit.utils.atomic import write_text_atomic
+
+SPLIT_FORMAT = "sing_lit.split/v1"
+
+
+@dataclass
+class Trial:
+    """One random split: identities per role and the gallery image of each val/test identity."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    val_gallery: dict[int, str] = field(default_factory=dict)
+    test_gallery: dict[int, str] = field(default_factory=dict)
+
+
+def _views(records: Sequence[ImageRecord]) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    lr: dict[int, list[str]] = {}
+    hr: dict[int, list[str]] = {}
+    for r in records:
+        (lr if r.genuine_lr else hr).setdefault(r.pid, []).append(r.path)
+    return lr, hr
+
+
+def make_trials(
+    records: Sequence[ImageRecord],
+    root: str | Path,
+    num_trials: int = 10,
+    test_ids: int | str = "half",
+    val_ids: int | float = 0.2,
+    one_camera_ids_in_train: bool = True,
+    seed: int = 0,
+) -> list[Trial]:
+    """Draw ``num_trials`` seeded identity splits.
+
+    Only people seen in both views can be tested. ``test_ids="half"`` takes half of them
+    (VIPeR 316/316, CAVIAR 25/25, PRID 100/100); an int takes that many (CUHK03's 100).
+    ``val_ids`` (a count, or a fraction of the remaining two-view people) are held out of
+    training for model selection and the fusion stage's sigma.
+    """
+    if num_trials < 1:
+        raise DatasetError(f"protocol.trials must be >= 1, got {num_trials}")
+    lr, hr = _views(records)
+    both = sorted(set(lr) & set(hr))
+    single = sorted((set(lr) | set(hr)) - set(both))
+    if len(both) < 4:
+        raise DatasetError(
+            f"the dataset at {root} has {len(both)} people with images in both the LR and the HR view; "
+            "the single-shot protocol needs at least 4 (2 to test, 2 to train)"
+        )
+    n_test = len(both) // 2 if test_ids == "half" else int(test_ids)
+    if not 1 <= n_test <= len(both) - 2:
+        raise DatasetError(
+            f"protocol.test_ids={test_ids!r} is impossible with {len(both)} two-view people; "
+            f"allowed: 'half' or an int in [1, {len(both) - 2}]"
+        )
+    rest = len(both) - n_test
+    n_val = int(round(rest * val_ids)) if isinstance(val_ids, float) else int(val_ids)
+    if not 0 <= n_val <= rest - 2:
+        raise DatasetError(f"protocol.val_ids={val_ids!r} leaves fewer than 2 training people ({rest} two-view people left)")
+    if 0 < n_val < 2:
+        n_val = 2 if rest - 2 >= 2 else 0
+    root = Path(root)
+    trials = []
+    for t in range(num_trials):
+        rng = np.random.default_rng([seed, t])
+        order = [both[i] for i in rng.permutation(len(both))]
+        test, val, train = sorted(order[:n_test]), sorted(order[n_test:n_test + n_val]), order[n_test + n_val:]
+        train = sorted(train + (single if one_camera_ids_in_train else []))
+
+        trials.append(Trial(train=train, val=val, test=test, val_gallery=_draw_gallery(val, hr, rng, root),
+                            test_gallery=_draw_gallery(test, hr, rng, root)))
+    return trials
+
+
+def _draw_gallery(ids: list[int], hr: dict[int, list[str]], rng: np.random.Generator, root: Path) -> dict[int, str]:
+    """One random HR image per person (relative path), the single-shot gallery."""
+    return {p: str(Path(hr[p][int(rng.integers(len(hr[p])))]).relative_to(root)) for p in ids}
+
+
+def save_trials(path: str | Path, trials: Sequence[Trial], meta: dict) -> None:
+    """Write a split file atomically: metadata, then one compact JSON line per trial (diff-friendly)."""
+    head = json.dumps({"format": SPLIT_FORMAT, **meta}, indent=2)[:-2]
+    rows = [json.dumps({"train": t.train, "val": t.val, "test": t.test,
+                        "val_gallery": {str(k): v for k, v in t.val_gallery.items()},
+                        "test_gallery": {str(k): v for k, v in t.test_gallery.items()}}) for t in trials]
+    write_text_atomic(path, head + ',\n  "trials": [\n    ' + ",\n    ".join(rows) + "\n  ]\n}\n")
+
+
+def load_trials(path: str | Path, records: Sequence[ImageRecord], root: str | Path) -> tuple[list[Trial], dict]:
+    """Read a split file and check it against the dataset on disk."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DatasetError(f"split file not found: {path}") from err
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"split file {path} is not valid JSON ({err})") from err
+    if doc.get("format") != SPLIT_FORMAT:
+        raise DatasetError(f"split file {path} has format {doc.get('format')!r}; expected {SPLIT_FORMAT!r}")
+    lr, hr = _views(records)
+    hr_names = {p: {str(Path(x).relative_to(root)) for x in xs} for p, xs in hr.items()}
+    trials = []
+    for k, t in enumerate(doc["trials"]):
+        trial = Trial(train=list(t["train"]), val=list(t["val"]), test=list(t["test"]),
+                      val_gallery={int(a): b for a, b in t["val_gallery"].items()},
+                      test_gallery={int(a): b for a, b in t["test_gallery"].items()})
+        known = set(lr) | set(hr)
+        missing_ids = sorted(set(trial.train + trial.val + trial.test) - known)
+        if missing_ids:
+            raise DatasetError(f"split file {path} trial {k} names people absent from {root}: {missing_ids[:10]}")
+        for role, ids in (("val", trial.val), ("test", trial.test)):
+            no_lr = [p for p in ids if p not in lr]
+            if no_lr:
+                raise DatasetError(
+                    f"split file {path} trial {k}: {role} people {no_lr[:10]} have no image in the LR view under "
+                    f"this data config, but the protocol needs both views"
+                )
+        for p, name in {**trial.val_gallery, **trial.test_gallery}.items():
+            if name not in hr_names.get(p, set()):
+                raise DatasetError(f"split file {path} trial {k} names gallery image {name!r} of person {p}, "
+                                   f"which is not an HR image under {root}")
+        trials.append(trial)
+    return trials, {k: v for k, v in doc.items() if k != "trials"}

@@ -1,0 +1,222 @@
+"""LightningModule: SING's joint loss (Eq. 2-5), optimisation, and single-shot evaluation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from sing_lit.cli import UserError
+from sing_lit.evaluation.gather import gather_eval_set
+from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
+from sing_lit.models.sing_net import SINGNet
+
+
+def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synthetic_stream: bool) -> dict[str, torch.Tensor]:
+    """The SING loss terms for one batch of float images in [0, 1].
+
+    L = L_reid + alpha * L_sr (Eq. 5), where L_reid (Eq. 3) sums the batch-mean cross-entropy
+    of the HR, synthetic-LR and LR streams and L_sr (Eq. 2) is the MSE between F_sr(x^{h2l})
+    and x^h. Eq. (2)'s squared Frobenius norm is divided by the pixel count (a per-pixel mean)
+    so alpha does not depend on the input size. Without the synthetic stream (Table 3
+    ablation) both the x^{h2l} cross-entropy and L_sr are gone.
+
+    All streams share one forward pass through F_sr and one through F_fe.
+    """
+    x_l, x_h = batch["lr"], batch["hr"]
+    n_l, n_h = len(x_l), len(x_h)
+    if synthetic_stream:
+        sr_out = net.super_resolve(torch.cat([x_l, batch["h2l"]]))
+        sr_l, sr_h2l = sr_out[:n_l], sr_out[n_l:]
+        _, logits = net.reid_net(torch.cat([x_h, sr_l, sr_h2l]))
+    else:
+        sr_l = net.super_resolve(x_l)
+        _, logits = net.reid_net(torch.cat([x_h, sr_l]))
+    out = {
+        "loss_reid_hr": F.cross_entropy(logits[:n_h], batch["hr_label"]),
+        "loss_reid_lr": F.cross_entropy(logits[n_h:n_h + n_l], batch["lr_label"]),
+    }
+    loss_reid = out["loss_reid_hr"] + out["loss_reid_lr"]
+    total = loss_reid
+    if synthetic_stream:
+        out["loss_reid_h2l"] = F.cross_entropy(logits[n_h + n_l:], batch["hr_label"])
+        out["loss_sr"] = F.mse_loss(sr_h2l, x_h)
+        loss_reid = loss_reid + out["loss_reid_h2l"]
+        total = loss_reid + alpha * out["loss_sr"]
+    out["loss_reid"] = loss_reid
+    out["loss"] = total
+    return out
+
+
+class NonFiniteLossError(UserError):
+    """A loss term became NaN or infinite; training stops before the bad step updates the weights."""
+
+
+def check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, batch_idx: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the step and every non-finite loss term."""
+    values = torch.stack([v.detach().float() for v in losses.values()])
+    if bool(torch.isfinite(values).all()):  # one host sync per step
+        return
+    bad = [f"train/{k}={float(v.detach()):g}" for k, v in losses.items() if not torch.isfinite(v.detach()).item()]
+    raise NonFiniteLossError(f"non-finite loss at step {step} (epoch {epoch}, batch {batch_idx}): {', '.join(bad)}; "
+                             "training stopped before this step updated the weights, the last checkpoint is intact; "
+                             "lower model.lr_reid / model.lr_sr or model.alpha, or check the input images")
+
+
+def rng_states() -> dict:
+    """The torch (CPU and CUDA), numpy and python RNG states, as tensors and plain containers
+    (loadable with ``torch.load(weights_only=True)``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+class SINGModule(L.LightningModule):
+    """Trains one SING anchor model and evaluates it with the single-shot protocol.
+
+    Args:
+        net: builder ``net(num_classes=...) -> SINGNet`` (a Hydra ``_partial_``).
+        num_classes: training identities, known once the data is set up.
+        alpha: weight of L_sr in Eq. (5); the paper uses 1.
+        lr_sr, lr_reid: learning rates of the SR and re-id sub-networks.
+        synthetic_stream: False removes x^{h2l} and L_sr (Table 3 ablation).
+        optimizer: ``_partial_`` optimizer taking param groups.
+        scheduler: optional ``_partial_`` LR scheduler stepped per epoch.
+        scale_lr: multiply the learning rates by the number of DDP processes (see :meth:`lr_scale`).
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., SINGNet],
+        num_classes: int,
+        optimizer: Callable,
+        alpha: float = 1.0,
+        lr_sr: float = 1e-4,
+        lr_reid: float = 1e-3,
+        synthetic_stream: bool = True,
+        scheduler: Callable | None = None,
+        scale_lr: bool = True,
+    ) -> None:
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
+        if lr_sr < 0 or lr_reid <= 0:
+            raise ValueError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net(num_classes=num_classes)
+        self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
+        self.alpha, self.synthetic_stream = alpha, synthetic_stream
+        self._eval: dict[int, list[dict[str, torch.Tensor]]] = {}
+        # Provenance stored in every checkpoint (config, data signature, anchor), so the
+        # fusion stage can rebuild the net and refuse anchors that do not belong together.
+        self.meta: dict = {}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sing_lit"] = self.meta
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.meta = checkpoint.get("sing_lit", {})
+        # Applied at on_train_start, right before the first resumed batch: Lightning's set-up
+        # between loading and training may draw from the global RNGs.
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if states:
+            set_rng_states(states)
+
+    @staticmethod
+    def to_float(x: torch.Tensor) -> torch.Tensor:
+        """uint8 images (as the DataModule sends them) to floats in [0, 1]; floats pass through."""
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = {k: self.to_float(v) for k, v in batch.items()}
+        losses = sing_losses(self.net, batch, self.alpha, self.synthetic_stream)
+        check_finite(losses, self.global_step, self.current_epoch, batch_idx)
+        # sync_dist: under DDP the logged losses are the mean over ranks (a no-op on one process)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
+                      batch_size=len(batch["hr"]), sync_dist=True)
+        return losses["loss"]
+
+    # ---- evaluation ------------------------------------------------------------------
+    def _eval_step(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
+        image = self.to_float(batch["image"])
+        # dataloader 0 = LR probes (through F_sr, then F_fe); 1 = HR gallery (F_fe only).
+        feats = self.net.lr_features(image) if dataloader_idx == 0 else self.net.hr_features(image)
+        rec = {"feat": feats.float(), "pid": batch["pid"], "area": batch["area"]}
+        if "index" in batch:  # the item's dataset index: lets DDP ranks' shares be merged (evaluation.gather)
+            rec["index"] = batch["index"]
+        if dataloader_idx == 1:  # per image, so that the mean runs over unique images under DDP
+            sr = self.net.super_resolve(self.to_float(batch["h2l"])).float().clamp(0, 1)
+            rec["psnr"] = peak_signal_noise_ratio(sr, image, data_range=1.0, reduction="none", dim=(1, 2, 3))
+            rec["ssim"] = structural_similarity_index_measure(sr, image, data_range=1.0, reduction="none")
+        self._eval.setdefault(dataloader_idx, []).append(rec)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def _eval_end(self, stage: str) -> dict[str, float]:
+        # Every rank's share, each probe and gallery image once, in dataset order (a collective under DDP).
+        probe, gallery = gather_eval_set(self, self._eval.get(0, [])), gather_eval_set(self, self._eval.get(1, []))
+        self._eval = {}
+        if probe is None or gallery is None:
+            return {}
+        metrics = cmc_and_map(pairwise_l2(probe["feat"], gallery["feat"]), probe["pid"], gallery["pid"])
+        out = {k: float(metrics[k]) for k in ("rank1", "rank5", "rank10", "rank20", "mAP")}
+        out["psnr"] = float(gallery["psnr"].double().mean())
+        out["ssim"] = float(gallery["ssim"].double().mean())
+        self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, add_dataloader_idx=False)
+        self.last_eval = {"stage": stage, **out, "cmc": [float(c) for c in metrics["cmc"][:20]]}
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    def lr_scale(self) -> float:
+        """The linear scaling rule: ``model.lr_*`` hold for one process with ``data.batch_size``.
+
+        ``data.batch_size`` is per process, so N processes (devices x nodes) train on N times the
+        batch; with ``scale_lr`` they also use N times the learning rates. One process: always 1.
+        """
+        trainer = self._trainer
+        world = int(trainer.world_size) if trainer is not None else 1
+        return float(world) if self.hparams.get("scale_lr", True) else 1.0
+
+    def configure_optimizers(self):
+        sr_params = [] if self.net.sr_net is None else list(self.net.sr_net.parameters())
+        scale = self.lr_scale()
+        groups = [{"params": list(self.net.reid_net.parameters()), "lr": self.hparams.lr_reid * scale, "name": "reid"}]
+        if sr_params:
+            groups.append({"params": sr_params, "lr": self.hparams.lr_sr * scale, "name": "sr"})
+        optimizer = self.optimizer_fn(groups)
+        if self.scheduler_fn is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_fn(optimizer), "interval": "epoch"}}

@@ -1,0 +1,199 @@
+"""Train SING anchor models: ``python -m sing_lit.train +anchor=1/3 [data=... data.root=...]``.
+
+For each trial of the dataset's protocol: build the data, the model, the callbacks, the
+loggers and the trainer from their ``_target_`` configs, fit, then test the best checkpoint
+(by ``val/rank1``). Writes ``<run>/trial_<k>/`` (checkpoints, logs, metrics) and
+``<run>/metrics.json`` with the mean and std over trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from sing_lit.checkpoint_io import AtomicCheckpointIO
+from sing_lit.cli import CONFIG_DIR, UserError, require_plugins, run_guarded
+from sing_lit.distributed import check_devices, ddp_job, is_global_zero, track, use_job_command
+from sing_lit.report import format_table, summarize
+from sing_lit.resume import LAST, check_fits_data, finished_trial, resume_checkpoint
+from sing_lit.run_info import now_iso, write_run_info
+from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
+from sing_lit.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
+
+log = logging.getLogger("sing_lit.train")
+
+METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "psnr", "ssim")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail early, with the value and what is allowed, on config values that cannot work."""
+    ratio = cfg.anchor.ratio
+    if not isinstance(ratio, (int, float)) or not 0 < float(ratio) < 1:
+        raise UserError(f"anchor.ratio={ratio!r} is not allowed: it must be a number in (0, 1); "
+                        "pick an anchor with +anchor=1/2, +anchor=1/3 or +anchor=1/4")
+    if "/" in str(cfg.anchor.name):
+        raise UserError(f"anchor.name={cfg.anchor.name!r} must not contain '/': it names run dirs and loggers")
+    # Checked again by SINGModule; here so a bad value fails before the data is built.
+    if not isinstance(cfg.model.alpha, (int, float)) or cfg.model.alpha < 0:
+        raise UserError(f"model.alpha={cfg.model.alpha!r} is not allowed: it weighs L_sr in Eq. (5) and must be >= 0")
+    for key in ("lr_sr", "lr_reid"):
+        value = cfg.model[key]
+        if not isinstance(value, (int, float)) or value < 0 or (key == "lr_reid" and value == 0):
+            raise UserError(f"model.{key}={value!r} is not allowed: learning rates must be numbers "
+                            f"{'> 0' if key == 'lr_reid' else '>= 0'}")
+    if cfg.trials is not None and cfg.ckpt_path not in (None, LAST) and len(cfg.trials) != 1:
+        raise UserError("ckpt_path resumes one trial: also set trials=[k]")
+    check_devices(cfg.trainer)
+
+
+def trial_indices(cfg: DictConfig) -> list[int]:
+    n = int(cfg.data.protocol.trials)
+    chosen = list(range(n)) if cfg.trials is None else [int(t) for t in cfg.trials]
+    bad = [t for t in chosen if not 0 <= t < n]
+    if bad:
+        raise UserError(f"trials={bad} do not exist: data.protocol.trials={n} allows 0..{n - 1}")
+    if cfg.ckpt_path not in (None, LAST) and len(chosen) != 1:
+        raise UserError("ckpt_path resumes one trial: also set trials=[k] (or data.protocol.trials=1)")
+    return chosen
+
+
+def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit and test one trial; return its val/test metrics and best checkpoint.
+
+    With ``ckpt_path=last`` a finished trial is reused and an interrupted one resumed (see
+    :mod:`sing_lit.resume`); ``info`` collects what happened, for ``run_info.json``.
+    """
+    info = {} if info is None else info
+    done = finished_trial(cfg, k, out_dir)
+    if done is not None:
+        info["reused"] = True
+        return done
+    ckpt_path, ckpt_meta = resume_checkpoint(cfg, k, out_dir)
+    info["resumed_from"] = str(Path(ckpt_path).resolve()) if ckpt_path else None
+    L.seed_everything(int(cfg.seed) + k, workers=True, verbose=False)
+    split_out = str(out_dir.parent / "split.json") if is_global_zero() else None  # DDP: rank 0 writes files
+    datamodule = hydra.utils.instantiate(cfg.data, trial=k, split_out=split_out, seed=int(cfg.seed) + k)
+    datamodule.setup("fit")
+    if ckpt_path:
+        check_fits_data(ckpt_path, ckpt_meta, datamodule.num_classes)
+    model = hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes)
+    model.meta = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "anchor": OmegaConf.to_container(cfg.anchor, resolve=True),
+        "data": datamodule.signature(),
+        "num_classes": datamodule.num_classes,
+        "backbone": cfg.model.net.backbone._target_,
+    }
+    loggers = []
+    for name, lg_cfg in (cfg.get("logger") or {}).items():
+        extra = {"version": f"trial_{k}"} if name in ("csv", "tensorboard") else {}
+        if name == "wandb":
+            extra = {key: v for key, v in train_run_names(cfg, k).items() if lg_cfg.get(key) is None}
+            if ckpt_path is not None:
+                extra["id"] = resume_id(ckpt_path)  # resuming continues the checkpoint's W&B run
+        loggers.append(hydra.utils.instantiate(lg_cfg, **extra))
+    callbacks = []
+    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if cb_cfg is None:
+            continue  # switched off on the command line: callbacks.<name>=null
+        if name == "lr_monitor" and not loggers:
+            continue  # LearningRateMonitor refuses a trainer without loggers
+        if name == "step_checkpoint" and not cb_cfg.get("every_n_train_steps"):
+            continue  # mid-epoch last.ckpt is off; model_checkpoint saves it every epoch
+        extra = {"dirpath": str(out_dir / "checkpoints")} if name in ("model_checkpoint", "step_checkpoint") else {}
+        callbacks.append(hydra.utils.instantiate(cb_cfg, **extra))
+    # Atomic checkpoint files, never NaN weights, one clear line when the disk is full.
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                 default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()])
+    track(trainer)  # DDP: the ranks it starts end with the job (sing_lit.distributed.ddp_job)
+    result: dict[str, Any] = {"trial": k, "num_classes": datamodule.num_classes}
+    failed = True
+    try:
+        for lg in loggers:
+            if isinstance(lg, WandbLogger) and trainer.is_global_zero:  # start it now: a bad set-up fails early
+                model.meta["wandb_id"] = start_wandb(lg)
+                write_text_atomic(out_dir / "wandb_id", model.meta["wandb_id"] + "\n")
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        ckpt_cb = trainer.checkpoint_callback
+        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+        # Paths relative to the run dir: a copied or moved run dir stays usable (and
+        # metrics.json stays byte-identical between two runs of the same config).
+        run_dir = out_dir.parent
+        result["best_checkpoint"] = os.path.relpath(best, run_dir) if best else ""
+        last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
+        result["last_checkpoint"] = os.path.relpath(last, run_dir) if last else ""
+        if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+            result["val_rank1_best"] = float(ckpt_cb.best_model_score)
+        if cfg.test and not trainer.fast_dev_run:
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+            result["test"] = {m: model.last_eval[m] for m in METRICS}
+            result["test_cmc"] = model.last_eval["cmc"]
+        failed = False
+    finally:
+        finish_wandb(loggers, failed)  # every trial and job gets its own W&B run
+    if trainer.is_global_zero:
+        write_json_atomic(out_dir / "metrics.json", result)
+    return result
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    check_config(cfg)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(cfg.paths.output_dir)
+    started = now_iso()
+    trials_info: dict[int, dict[str, Any]] = {}
+    use_job_command("sing_lit.train")  # DDP ranks re-run this job, not the whole sweep
+    with ddp_job():
+        results = [train_trial(cfg, k, out / f"trial_{k}", trials_info.setdefault(k, {}))
+                   for k in trial_indices(cfg)]
+    summary = {
+        "task": "train",
+        "dataset": cfg.data.name,
+        "anchor": OmegaConf.to_container(cfg.anchor, resolve=True),
+        "backbone": cfg.model.net.backbone._target_,
+        "sr": None if cfg.model.net.get("sr_net") is None else cfg.model.net.sr_net._target_,
+        "synthetic_stream": bool(cfg.model.synthetic_stream),
+        "alpha": float(cfg.model.alpha),
+        "trials": results,
+        "test": summarize([r["test"] for r in results if "test" in r], METRICS),
+    }
+    if not is_global_zero():
+        return summary  # under DDP every rank has the results; rank 0 writes them
+    # metrics.json holds only what the config and seed determine; where and when go to run_info.json.
+    write_run_info(out, started=started, trials=trials_info)
+    write_json_atomic(out / "metrics.json", summary)
+    if summary["test"]:
+        method = "SING" if summary["sr"] else "bicubic-only"
+        print(format_table({f"{method} {cfg.anchor.label} ({cfg.data.name})": summary["test"]},
+                           title=f"test, mean ± std over {len(results)} trial(s)"))
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Train; return the mean over trials of the best ``val/rank1`` (the model-selection score).
+
+    That is the objective a Hydra sweeper maximises (``hparams_search=sing_optuna``): test
+    identities never steer a search. None when no validation ran (``debug=fast_dev_run``).
+    """
+    summary = run_guarded(lambda: train(cfg))
+    scores = [r["val_rank1_best"] for r in (summary or {}).get("trials", []) if "val_rank1_best" in r]
+    if not scores or any(math.isnan(v) for v in scores):
+        return None
+    return sum(scores) / len(scores)
+
+
+if __name__ == "__main__":
+    require_plugins(sys.argv[1:])
+    main()
