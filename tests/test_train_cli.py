@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_checks import assert_one_error_line
+
 TINY = ["debug=tiny"]
 
 
@@ -108,14 +110,6 @@ def test_multirun_over_the_three_anchors(run_cli, tmp_path):
 
 
 # ---- bad input: one actionable line, no traceback ---------------------------------------------
-def check_one_line_error(proc, *names: str) -> str:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    for name in names:
-        assert name in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize(("overrides", "names"), [
@@ -126,7 +120,7 @@ def check_one_line_error(proc, *names: str) -> str:
 ], ids=["ratio_above_1", "ratio_0", "negative_alpha", "empty_dataset"])
 def test_bad_values_give_one_error_line(run_cli, tmp_path, overrides, names):
     proc = run_cli([*TINY, *overrides], tmp_path)
-    check_one_line_error(proc, *names)
+    assert_one_error_line(proc, *names)
     assert proc.returncode == 2
 
 
@@ -136,7 +130,7 @@ def test_missing_mandatory_value(run_cli, tmp_path):
     if not (Path(CONFIG_DIR) / "data" / "prid2011.yaml").exists():
         pytest.skip("conf/data/prid2011.yaml does not exist")
     proc = run_cli(["data=prid2011"], tmp_path)
-    line = check_one_line_error(proc, "data.root")
+    line = assert_one_error_line(proc, "data.root")
     assert "Missing mandatory value" in line and proc.returncode == 2
 
 
