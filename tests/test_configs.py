@@ -137,11 +137,13 @@ def test_sr_options(compose_cfg, option):
     cfg = compose_cfg([f"sr={option}"])
     check_targets(cfg)
     model = hydra.utils.instantiate(cfg.model, num_classes=4)
-    if option == "none":
+    if option in ("none", "bilinear"):  # no SR network: LR images reach F_fe interpolated
         assert cfg.model.net.sr_net is None and model.net.sr_net is None
+        assert cfg.data.upscale == ("bicubic" if option == "none" else "bilinear")
         x = torch.rand(2, 3, 16, 8)
         assert torch.equal(model.net.super_resolve(x), x)
     else:
+        assert model.sr_training == ("separate" if option == "srcnn_separate" else "joint")
         assert isinstance(hydra.utils.instantiate(cfg.model.net.sr_net)(), SRNet)
         assert isinstance(model.net.sr_net, SRNet)
 

@@ -115,7 +115,8 @@ def check_compatible(anchors: list[AnchorRun], metas: dict[str, dict]) -> None:
     for a in anchors[1:]:
         meta = metas[a.name]
         for key, what in (("dataset", "datasets"), ("root", "dataset roots"), ("split", "splits"),
-                          ("input_size", "input sizes"), ("mlr", "MLR constructions")):
+                          ("input_size", "input sizes"), ("mlr", "MLR constructions"),
+                          ("upscale", "LR upscaling filters")):
             if meta["data"].get(key) != ref["data"].get(key):
                 raise UserError(f"anchor {a.name} ({a.source}) was trained on different {what} than anchor "
                                 f"{ref_name}: {meta['data'].get(key)} vs {ref['data'].get(key)}")

@@ -95,7 +95,18 @@ def anchor_distances(anchors: list[AnchorRun], trial: int) -> dict[str, Any]:
 def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], metric: str) -> dict[str, Any]:
     """One trial: sigma by CV on val, then every row of the result table on test."""
     d = anchor_distances(anchors, trial)
-    ratios = [a.ratio for a in anchors]
+    return fuse_precomputed(d, [a.ratio for a in anchors], [a.name for a in anchors], trial, sigma_grid, metric)
+
+
+def fuse_precomputed(d: dict[str, Any], ratios: list[float], names: list[str], trial: int,
+                     sigma_grid: list[float], metric: str) -> dict[str, Any]:
+    """Fusion rows of one trial from precomputed distances of any re-id method.
+
+    ``d["val"]`` and ``d["test"]`` hold ``dists`` (A, Nq, Ng) (one matrix per anchor, in the order of
+    ``ratios``), ``q_pid``, ``g_pid`` and ``r`` (Eq. 7). sigma is chosen on val for every subset of
+    >= 2 anchors; the rows are the fused distance, the unweighted mean, the best single anchor by val,
+    and every non-empty subset (Table 4), all measured on test.
+    """
     val, test = d["val"], d["test"]
 
     def metrics(dist: torch.Tensor, role: dict) -> dict[str, Any]:
@@ -105,7 +116,7 @@ def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], me
     rows: dict[str, dict] = {}
     sigmas: dict[str, float] = {}
     curves: dict[str, list] = {}
-    subsets = [list(c) for k in range(1, len(anchors) + 1) for c in itertools.combinations(range(len(anchors)), k)]
+    subsets = [list(c) for k in range(1, len(ratios) + 1) for c in itertools.combinations(range(len(ratios)), k)]
     for idx in subsets:  # Table 4's order: singles, pairs, ..., all anchors
         name = "+".join(anchor_name(ratios[i]) for i in idx)
         if len(idx) == 1:
@@ -116,8 +127,8 @@ def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], me
         sigmas[name], curves[name] = sigma, curve
         rows[name] = metrics(fuse_distances(test["dists"][idx], fusion_weights(test["r"], sub, sigma)), test)
     all_name = "+".join(anchor_name(m) for m in ratios)
-    val_single = [cmc_and_map(val["dists"][i], val["q_pid"], val["g_pid"])[metric] for i in range(len(anchors))]
-    best_i = max(range(len(anchors)), key=lambda i: (val_single[i], -i))
+    val_single = [cmc_and_map(val["dists"][i], val["q_pid"], val["g_pid"])[metric] for i in range(len(ratios))]
+    best_i = max(range(len(ratios)), key=lambda i: (val_single[i], -i))
     result = {
         "trial": trial,
         "sigma": sigmas.get(all_name),
@@ -126,7 +137,7 @@ def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], me
         "rows": {
             FUSED: rows[all_name],
             MEAN: metrics(mean_fusion(test["dists"]), test),
-            BEST: {**rows[anchor_name(ratios[best_i])], "anchor": anchors[best_i].name},
+            BEST: {**rows[anchor_name(ratios[best_i])], "anchor": names[best_i]},
         },
         "subsets": rows,
         "resolution_ratio": {"test_min": float(test["r"].min()), "test_max": float(test["r"].max())},
@@ -145,24 +156,37 @@ def collect_trials(anchors: list[AnchorRun]) -> list[int]:
 
 
 def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[float], metric: str = "rank1",
-               title: str = "", wandb_init: dict[str, Any] | None = None) -> dict[str, Any]:
+               title: str = "", wandb_init: dict[str, Any] | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fuse anchors over all their common trials and write the result files into ``out_dir``.
 
     With ``wandb_init`` (see :func:`sing_lit.wandb_runs.fusion_wandb_init`) the same work runs inside a
     W&B run (job_type ``fuse``) that logs the result table, the sigma CV curve and the CMC curves.
+    ``extra`` is stored in metrics.json as is (the pipeline records each group's overrides there).
     """
     if wandb_init:
         from sing_lit.wandb_runs import fusion_run, log_fusion
 
         with fusion_run(wandb_init) as run:
-            result = run_fusion(anchors, out_dir, sigma_grid, metric, title)
+            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, extra=extra)
             log_fusion(run, result, out_dir)
         return result
     if len(anchors) < 2:
         raise UserError(f"fusion needs at least 2 anchors, got {[a.name for a in anchors]}")
-    out_dir = Path(out_dir)
     anchors = sorted(anchors, key=lambda a: -a.ratio)
     trials = [fuse_trial(anchors, k, list(sigma_grid), metric) for k in collect_trials(anchors)]
+    info = [{"name": a.name, "source": str(Path(a.source).resolve()),
+             "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}} for a in anchors]
+    return write_fusion(trials, [{"name": a.name, "ratio": a.ratio} for a in anchors], out_dir, sigma_grid, metric,
+                        title, run_info={"anchors": info}, extra=extra)
+
+
+def write_fusion(trials: list[dict[str, Any]], anchors: list[dict[str, Any]], out_dir: str | Path,
+                 sigma_grid: list[float], metric: str, title: str = "", run_info: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Mean ± std over trials of :func:`fuse_precomputed` results; writes metrics.json, table.md,
+    table.csv and cmc.png into ``out_dir`` (metrics.json last: its presence means the stage finished)."""
+    out_dir = Path(out_dir)
     table = {name: summarize([t["rows"][name] for t in trials], METRICS) for name in (FUSED, MEAN, BEST)}
     table4 = {name: summarize([t["subsets"][name] for t in trials], METRICS) for name in trials[0]["subsets"]}
     sigmas = [t["sigma"] for t in trials]
@@ -170,22 +194,18 @@ def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[f
     md = "\n\n".join([format_table(table, title=f"Fusion: {title}"),
                       format_table(table4, title="Table 4 layout: anchor subsets (r=1 as in the paper)")])
     # metrics.json holds only what the anchors and config determine; their paths go to run_info.json.
-    result = {"task": "fuse", "anchors": [{"name": a.name, "ratio": a.ratio} for a in anchors],
-              "metric": metric, "sigma_grid": list(sigma_grid), "sigma": sigmas, "table": table, "table4": table4,
-              "trials": trials}
+    result = {"task": "fuse", "anchors": anchors, "metric": metric, "sigma_grid": list(sigma_grid),
+              "sigma": sigmas, "table": table, "table4": table4, "trials": trials, **(extra or {})}
     from sing_lit.plots import plot_cmc
 
     n = min(len(t["rows"][FUSED]["cmc"]) for t in trials)
     curves = {name: [sum(t["rows"][name]["cmc"][i] for t in trials) / len(trials) for i in range(n)]
               for name in (FUSED, MEAN, BEST)}
-    # Every file is written atomically, metrics.json last: its presence means the stage finished.
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cmc(curves, out_dir / "cmc.png", title="CMC (mean over trials)")
     write_text_atomic(out_dir / "table.md", md + "\n")
     write_text_atomic(out_dir / "table.csv", table_csv({**table, **table4}))
-    write_run_info(out_dir, anchors=[{"name": a.name, "source": str(Path(a.source).resolve()),
-                                      "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}}
-                                     for a in anchors])
+    write_run_info(out_dir, **(run_info or {}))
     write_json_atomic(out_dir / "metrics.json", result)
     print(md)
     return result

@@ -72,6 +72,12 @@ def asked_anchors(task_overrides: list[str]) -> list[str]:
     return []
 
 
+def asked_anchors_of(task_overrides: list[str], sweeper_params: dict | None) -> list[str]:
+    """Anchor choices from the command line, else from ``hydra.sweeper.params`` (an experiment config)."""
+    params = [f"{k}={v}" for k, v in (sweeper_params or {}).items()]
+    return asked_anchors(list(task_overrides)) or asked_anchors(params)
+
+
 def asked_in_sweep(sweep_dir: str | Path) -> list[str] | None:
     """The anchors a finished sweep asked for, from the ``multirun.yaml`` Hydra saves in it."""
     path = Path(sweep_dir) / "multirun.yaml"
@@ -81,7 +87,9 @@ def asked_in_sweep(sweep_dir: str | Path) -> list[str] | None:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
         return None
-    return asked_anchors(list(doc.get("hydra", {}).get("overrides", {}).get("task", []))) or None
+    hydra_cfg = doc.get("hydra", {})
+    return asked_anchors_of(list(hydra_cfg.get("overrides", {}).get("task", [])),
+                            (hydra_cfg.get("sweeper") or {}).get("params")) or None
 
 
 class FuseAnchorsCallback(Callback):
@@ -93,7 +101,7 @@ class FuseAnchorsCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
-        asked = asked_anchors(list(config.hydra.overrides.task))
+        asked = asked_anchors_of(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
         if len(asked) < 2:
             log.info("multirun does not sweep over anchors: no fusion stage")
             return
@@ -108,7 +116,8 @@ class FuseAnchorsCallback(Callback):
                 log.info("fusing %s -> %s", [a.name for a in anchors], out)
                 run_fusion(anchors, out, list(config.fusion.sigma_grid), config.fusion.metric,
                            title=f"{config.data.name}, {' '.join(rest) or 'defaults'}",
-                           wandb_init=fusion_wandb_init(config.get("logger"), out, sweep_group(sweep_dir)))
+                           wandb_init=fusion_wandb_init(config.get("logger"), out, sweep_group(sweep_dir)),
+                           extra={"group_overrides": list(rest)})
         except UserError as err:
             print(f"error: fusion stage: {err}", file=sys.stderr)
             sys.exit(2)

@@ -28,3 +28,26 @@ def plot_cmc(curves: Mapping[str, Sequence[float]], path: str | Path, title: str
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_metric_curve(xs: Sequence[float], series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path,
+                      xlabel: str, title: str = "") -> None:
+    """Metrics (percent, mean ± std error bars) against one hyper-parameter, e.g. the paper's Fig. 6."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
+    for name, points in series.items():
+        ax.errorbar(list(xs), [m for m, _ in points], yerr=[s for _, s in points], marker="o", markersize=4,
+                    capsize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("%")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -103,6 +103,11 @@ class SINGModule(L.LightningModule):
         optimizer: ``_partial_`` optimizer taking param groups.
         scheduler: optional ``_partial_`` LR scheduler stepped per epoch.
         scale_lr: multiply the learning rates by the number of DDP processes (see :meth:`lr_scale`).
+        sr_training: ``joint`` (SING: F_sr learns with the re-id loss, Eq. 5) or ``separate`` (Table 2's
+            "SRCNN + re-id": before the first epoch F_sr is trained alone by MSE on the trial's HR training
+            images and their synthetic LR (:func:`sing_lit.models.srcnn_training.train_srcnn`), then frozen;
+            the re-id net trains on its outputs and alpha must be 0).
+        sr_steps, sr_batch_size: the separate SR training's Adam steps and batch size (its learning rate is lr_sr).
     """
 
     def __init__(
@@ -116,14 +121,33 @@ class SINGModule(L.LightningModule):
         synthetic_stream: bool = True,
         scheduler: Callable | None = None,
         scale_lr: bool = True,
+        sr_training: str = "joint",
+        sr_steps: int = 300,
+        sr_batch_size: int = 32,
     ) -> None:
         super().__init__()
+        if sr_training not in ("joint", "separate"):
+            raise ValueError(f"model.sr_training must be 'joint' or 'separate', got {sr_training!r}")
         if alpha < 0:
             raise ValueError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
         if lr_sr < 0 or lr_reid <= 0:
             raise ValueError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net(num_classes=num_classes)
+        self.sr_training = sr_training
+        if sr_training == "separate":
+            if self.net.sr_net is None:
+                raise ValueError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
+            if alpha != 0 or not synthetic_stream:
+                raise ValueError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs: it needs "
+                                 f"model.synthetic_stream=true and model.alpha=0, got {synthetic_stream} and {alpha}")
+            if sr_steps < 0 or sr_batch_size < 1:
+                raise ValueError(f"model.sr_steps must be >= 0 and model.sr_batch_size >= 1, got {sr_steps}, "
+                                 f"{sr_batch_size}")
+            # Frozen from the start, so that DDP never expects gradients for it; a buffer records
+            # (in every checkpoint) that the separate SR training is done, so a resumed run skips it.
+            self.net.sr_net.requires_grad_(False)
+            self.register_buffer("sr_trained", torch.tensor(False))
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.alpha, self.synthetic_stream = alpha, synthetic_stream
         self._eval: dict[int, list[dict[str, torch.Tensor]]] = {}
@@ -140,6 +164,21 @@ class SINGModule(L.LightningModule):
         # Applied at on_train_start, right before the first resumed batch: Lightning's set-up
         # between loading and training may draw from the global RNGs.
         self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_fit_start(self) -> None:
+        if self.sr_training != "separate" or bool(self.sr_trained):
+            return
+        from sing_lit.models.srcnn_training import train_srcnn
+
+        streams = self.trainer.datamodule.train_set
+        stats = train_srcnn(self.net.sr_net, streams.hr, streams.h2l, steps=self.hparams.sr_steps,
+                            lr=self.hparams.lr_sr, batch_size=self.hparams.sr_batch_size,
+                            seed=torch.initial_seed())
+        self.sr_trained.fill_(True)
+        self.meta["sr_separate"] = stats
+        print(f"separate SR training: {stats['steps']} steps, MSE {stats['loss_first']:.4f} -> "
+              f"{stats['loss_last']:.4f}, PSNR on the training pairs {stats['psnr_before']:.2f} -> "
+              f"{stats['psnr_after']:.2f} dB")
 
     def on_train_start(self) -> None:
         states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
@@ -211,7 +250,7 @@ class SINGModule(L.LightningModule):
         return float(world) if self.hparams.get("scale_lr", True) else 1.0
 
     def configure_optimizers(self):
-        sr_params = [] if self.net.sr_net is None else list(self.net.sr_net.parameters())
+        sr_params = [] if self.net.sr_net is None or self.sr_training == "separate" else list(self.net.sr_net.parameters())
         scale = self.lr_scale()
         groups = [{"params": list(self.net.reid_net.parameters()), "lr": self.hparams.lr_reid * scale, "name": "reid"}]
         if sr_params:

@@ -164,6 +164,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "backbone": cfg.model.net.backbone._target_,
         "sr": None if cfg.model.net.get("sr_net") is None else cfg.model.net.sr_net._target_,
         "synthetic_stream": bool(cfg.model.synthetic_stream),
+        "sr_training": str(cfg.model.get("sr_training", "joint")),
+        "upscale": str(cfg.data.upscale),
         "alpha": float(cfg.model.alpha),
         "trials": results,
         "test": summarize([r["test"] for r in results if "test" in r], METRICS),
@@ -174,7 +176,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_run_info(out, started=started, trials=trials_info)
     write_json_atomic(out / "metrics.json", summary)
     if summary["test"]:
-        method = "SING" if summary["sr"] else "bicubic-only"
+        method = ("SING" if summary["sr_training"] == "joint" else "SRCNN (separate) + re-id") if summary["sr"] \
+            else f"{summary['upscale']}-only"
         print(format_table({f"{method} {cfg.anchor.label} ({cfg.data.name})": summary["test"]},
                            title=f"test, mean ± std over {len(results)} trial(s)"))
     return summary

@@ -46,6 +46,8 @@ class SINGDataModule(L.LightningDataModule):
         split_file: versioned split file to read; when absent the trials are drawn from
             ``protocol`` and written to ``split_out`` for the record.
         trial: which trial of the protocol this module serves.
+        upscale: filter that brings LR images (genuine, MLR and synthetic) to the input size: ``bicubic``
+            (the paper's policy) or ``bilinear`` (Table 2's bilinear "SR"); HR images are always bicubic.
         synthetic_stream: build the x^{h2l} stream (off for the Table 3 ablation).
         seed: the training order and flips are a pure function of (seed, epoch), see
             :class:`sing_lit.data.resumable.ResumableLoader`; ``sing_lit.train`` passes seed + trial.
@@ -148,10 +150,12 @@ class SINGDataModule(L.LightningDataModule):
         with ThreadPoolExecutor(2) as pool:
             return list(pool.map(load_rgb, paths))
 
-    def _inputs(self, imgs: list) -> torch.Tensor:
+    def _inputs(self, imgs: list, lr: bool) -> torch.Tensor:
+        """Images at the input size: LR ones by ``upscale`` (the SR-free "SR" of Table 2), HR ones bicubic."""
         if not imgs:
             return torch.zeros(0, 3, *self.input_size, dtype=torch.uint8)
-        return torch.stack([to_uint8_tensor(resize(im, self.input_size, self.upscale)) for im in imgs])
+        how = self.upscale if lr else "bicubic"
+        return torch.stack([to_uint8_tensor(resize(im, self.input_size, how)) for im in imgs])
 
     def _h2l(self, imgs: list) -> torch.Tensor:
         """x^{h2l}: the genuine HR image down-sampled by m, then bicubic-upscaled to the input size."""
@@ -172,8 +176,8 @@ class SINGDataModule(L.LightningDataModule):
                                "images; SING needs both views in training")
         lr_imgs, hr_imgs = self._load([r.path for r in tr_lr]), self._load([r.path for r in tr_hr])
         self.train_set = TrainStreams(
-            self._inputs(lr_imgs), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
-            self._inputs(hr_imgs), self._h2l(hr_imgs) if self.synthetic_stream else None,
+            self._inputs(lr_imgs, lr=True), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
+            self._inputs(hr_imgs, lr=False), self._h2l(hr_imgs) if self.synthetic_stream else None,
             torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip, seed=self.seed)
         self.setup_eval()
 
@@ -189,8 +193,8 @@ class SINGDataModule(L.LightningDataModule):
         def areas(imgs: list) -> torch.Tensor:
             return torch.tensor([im.width * im.height for im in imgs], dtype=torch.float64)
 
-        probe = EvalImages(self._inputs(p_imgs), torch.tensor([r.pid for r in probes]), areas(p_imgs))
-        gal = EvalImages(self._inputs(g_imgs), torch.tensor([r.pid for r in g_recs]), areas(g_imgs), self._h2l(g_imgs))
+        probe = EvalImages(self._inputs(p_imgs, lr=True), torch.tensor([r.pid for r in probes]), areas(p_imgs))
+        gal = EvalImages(self._inputs(g_imgs, lr=False), torch.tensor([r.pid for r in g_recs]), areas(g_imgs), self._h2l(g_imgs))
         return probe, gal
 
     # ---- loaders ---------------------------------------------------------------------
@@ -221,7 +225,8 @@ class SINGDataModule(L.LightningDataModule):
         split_hash = hashlib.sha1(json.dumps([trial.train, trial.val, trial.test, sorted(trial.test_gallery.items()),
                                               sorted(trial.val_gallery.items())]).encode()).hexdigest()[:16]
         return {"dataset": self.name, "root": str(self.data_root), "trial": self.trial, "split": split_hash,
-                "input_size": list(self.input_size), "mlr": {k: str(v) for k, v in self.mlr.items()}}
+                "input_size": list(self.input_size), "mlr": {k: str(v) for k, v in self.mlr.items()},
+                "upscale": self.upscale}
 
 
 def _common_root(records: Sequence[ImageRecord]) -> Path:

@@ -1,0 +1,387 @@
+"""One command per paper artefact: runs the Hydra experiments it needs, then writes it in the paper's layout.
+
+    python experiments/paper.py table2 [data=prid2011 data.root=../shared/data/prid_2011 trainer.max_epochs=5 ...]
+    python experiments/paper.py all --out experiments/results/synthetic
+
+Artefacts and the experiment configs (conf/experiment/) they run:
+
+    table1  SING (experiment=sing) next to JUDEA / SLD²L / SDF, whose numbers are QUOTED from the paper
+    table2  SR + re-id: experiment=table2_handcrafted (python -m sing_lit.sr_reid), experiment=table2_deep, SING
+    table3  SING without the synthetic-LR stream (experiment=table3_no_synthetic) vs SING
+    table4  every anchor subset of SING's fusion stage (experiment=sing)
+    fig5    LR / bilinear / bicubic / SRCNN / SING / HR images with PSNR (checkpoints of table2_deep and sing)
+    fig6    rank-1 against alpha (experiment=fig6_alpha)
+
+Every study runs once into ``--runs/<study>`` (default ``multirun/paper/<dataset>``) and is reused by later
+artefacts and later calls with the same overrides (an interrupted study resumes: ``ckpt_path=last``).
+Overrides after the artefact names go to every study; ``--set STUDY:OVERRIDE`` adds one to one study only
+(e.g. ``--set fig6_alpha:+anchor=1/3`` sweeps alpha for one anchor). Outputs in ``--out`` (default
+``experiments/results/<dataset>``): ``<artefact>.md`` and ``.csv`` (mean ± std over trials), ``fig5.png``,
+``fig6.png``; each states the dataset, the training budget, the git commit and the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sing_lit.anchors import sweep_jobs
+from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
+from sing_lit.fuse import FUSED
+from sing_lit.paper_tables import (
+    FIG6_TEXT,
+    PAPER_DATASETS,
+    PAPER_NAME,
+    RANKS,
+    TABLE1,
+    TABLE2,
+    TABLE3,
+    TABLE4,
+    csv_rows,
+    measured_table,
+    quoted,
+)
+from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = (*RANKS, "mAP")
+STUDIES = {  # name -> (module, multirun)
+    "sing": ("sing_lit.train", True),
+    "table3_no_synthetic": ("sing_lit.train", True),
+    "table2_deep": ("sing_lit.train", True),
+    "table2_handcrafted": ("sing_lit.sr_reid", False),
+    "fig6_alpha": ("sing_lit.train", True),
+}
+ARTEFACTS = {
+    "table1": ["sing"],
+    "table2": ["table2_handcrafted", "table2_deep", "sing"],
+    "table3": ["table3_no_synthetic", "sing"],
+    "table4": ["sing"],
+    "fig5": ["table2_deep", "sing"],
+    "fig6": ["fig6_alpha"],
+}
+SR_LABEL = {"none": "Bicubic", "bilinear": "Bilinear", "srcnn_separate": "SRCNN"}
+BACKBONE_LABEL = {"small_cnn": "small CNN", "dgd": "DGD", "resnet": "ResNet-50"}
+
+
+# ---- running studies ---------------------------------------------------------------------------
+def study_command(study: str, overrides: list[str], run_dir: Path) -> list[str]:
+    module, multirun = STUDIES[study]
+    cmd = [sys.executable, "-m", module, *(["-m"] if multirun else []), f"experiment={study}", *overrides]
+    if module == "sing_lit.train":
+        cmd.append("ckpt_path=last")  # a re-launch reuses finished trials and resumes interrupted ones
+    cmd.append(f"hydra.{'sweep' if multirun else 'run'}.dir={run_dir}")
+    return cmd
+
+
+def run_study(study: str, overrides: list[str], runs: Path) -> Path:
+    """Run one study unless it already finished with the same overrides; return its dir."""
+    run_dir = runs / study
+    record = run_dir / "paper_study.json"
+    if record.is_file():
+        done = json.loads(record.read_text())
+        if done["overrides"] == overrides:
+            print(f"[paper] {study}: finished earlier in {run_dir}, reused")
+            return run_dir
+        raise UserError(f"{run_dir} holds study {study} run with other overrides {done['overrides']} (now "
+                        f"{overrides}); pass another --runs dir or delete that one")
+    cmd = study_command(study, overrides, run_dir)
+    print(f"[paper] {study}: {shlex.join(cmd[1:])}", flush=True)
+    proc = subprocess.run(cmd, cwd=REPO)
+    if proc.returncode != 0:
+        raise UserError(f"study {study} failed (exit {proc.returncode}); its error is printed above; "
+                        f"fix it and run the same command again (finished jobs are reused)")
+    shown = [c.replace(str(REPO) + "/", "") for c in cmd[1:]]  # repo-relative paths in the written files
+    write_json_atomic(record, {"overrides": overrides, "command": shlex.join(["python", *shown])})
+    return run_dir
+
+
+def preflight(overrides: list[str], artefacts: list[str]) -> dict[str, Any]:
+    """Compose the training config and build trial 0's data once: a dataset that lacks what the
+    experiments need (an LR view, people in both views, validation people for sigma) fails here, in one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "paths.root_dir=.", "paths.output_dir=."])
+    name = cfg.data.name
+    try:
+        dm = instantiate(cfg.data, trial=0, split_out=None, anchor_ratio=0.5, synthetic_stream=True)
+        dm.setup("fit")
+    except Exception as err:  # noqa: BLE001 - re-raised as one line naming the experiment
+        raise UserError(f"{', '.join(artefacts)} cannot run on data={name}: {err}") from err
+    if dm.eval_sets["val"] is None or dm.eval_sets["test"] is None:
+        raise UserError(f"{', '.join(artefacts)} on data={name}: trial 0 has no validation or no test people; "
+                        "fusion picks sigma on validation people (data.protocol.val_ids > 0) and reports on test")
+    return {"dataset": name, "root": str(dm.data_root)}
+
+
+# ---- reading results --------------------------------------------------------------------------
+def _as_dict(overrides: list[str]) -> dict[str, str]:
+    return dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o)
+
+
+def fused_groups(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """(group overrides, fusion metrics.json) of each fused group of a sweep; without fusion (one anchor)
+    the single job's test summary in the same shape (``table[FUSED]``, no table4)."""
+    groups = []
+    for path in sorted(sweep.glob("fuse*/metrics.json")):
+        m = json.loads(path.read_text())
+        groups.append((_as_dict(m.get("group_overrides", [])), m))
+    if groups:
+        return groups
+    for job in sweep_jobs(sweep):
+        m = json.loads((job["dir"] / "metrics.json").read_text())
+        over = {k: v for k, v in _as_dict(job["overrides"]).items() if k != "anchor"}
+        groups.append((over, {"table": {FUSED: m["test"]}, "table4": {}, "single_anchor": m["anchor"]["label"]}))
+    return groups
+
+
+def budget(sweep: Path) -> dict[str, Any]:
+    """What the jobs of a sweep (or a single run) were trained with, from their saved configs."""
+    jobs = sweep_jobs(sweep) or [{"dir": sweep, "overrides": []}]
+    cfg = yaml.safe_load((jobs[0]["dir"] / ".hydra" / "config.yaml").read_text())
+    metrics = json.loads((jobs[0]["dir"] / "metrics.json").read_text())
+    trials = [t["trial"] for t in metrics.get("trials", [])] if isinstance(metrics.get("trials"), list) \
+        and metrics["trials"] and isinstance(metrics["trials"][0], dict) else metrics.get("trials")
+    out = {"dataset": cfg["data"]["name"], "trials": trials, "protocol_trials": cfg["data"]["protocol"]["trials"],
+           "input_size": cfg["data"]["input_size"]}
+    if "trainer" in cfg:
+        out.update(epochs=cfg["trainer"]["max_epochs"], backbone=cfg["model"]["net"]["backbone"]["_target_"],
+                   batch_size=cfg["data"]["batch_size"])
+    return out
+
+
+def backbone_label(target: str) -> str:
+    for key, label in BACKBONE_LABEL.items():
+        if key in target:
+            return label
+    return target.rsplit(".", 1)[-1]
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return sha + (" (with uncommitted changes)" if dirty else "")
+
+
+# ---- writing artefacts ------------------------------------------------------------------------
+class Writer:
+    def __init__(self, out: Path, runs: Path, dataset: str, commands: dict[str, str]):
+        self.out, self.runs, self.dataset, self.commands = out, runs, dataset, commands
+        self.commit = git_commit()
+
+    def header(self, title: str, studies: list[str], command: str) -> str:
+        lines = [f"# {title}", "", f"- dataset: **{self.dataset}**", f"- git commit: `{self.commit}`",
+                 f"- this file: `{command}`"]
+        for s in studies:
+            b = budget(self.runs / s)
+            desc = ", ".join(f"{k}={v}" for k, v in b.items() if k != "dataset")
+            lines.append(f"- study `{s}`: {desc}; command: `{self.commands.get(s, '?')}`")
+        lines.append("- cells: mean ± std over trials (population std), in %; CMC single-shot, "
+                     "fused by Eq. (6)-(8) unless the row says otherwise")
+        return "\n".join(lines) + "\n"
+
+    def write(self, name: str, md: str, rows: list[list[str]]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        write_text_atomic(self.out / f"{name}.csv", buf.getvalue())
+        write_text_atomic(self.out / f"{name}.md", md)
+        print(md)
+
+
+def sing_fused(runs: Path) -> dict[str, Any]:
+    groups = fused_groups(runs / "sing")
+    return groups[0][1]
+
+
+def paper_block(table: str, dataset_name: str | None) -> str:
+    if dataset_name is None:
+        return ""
+    return f"\nPaper ({dataset_name}, QUOTED from Jiao et al. 2018, not re-run): {table}\n"
+
+
+def table1(w: Writer, command: str) -> None:
+    sing = sing_fused(w.runs)["table"][FUSED]
+    md = [w.header("Table 1: comparing LR re-id methods (%)", ["sing"], command), ""]
+    md.append(f"**Measured on {w.dataset}**\n")
+    rows = [(["SING (this suite, measured)"], sing)]
+    md.append(measured_table(rows, ["method"], METRICS))
+    md.append("\n**Published numbers, QUOTED from the paper (JUDEA, SLD²L and SDF are not implemented here; "
+              "never re-run)**\n")
+    md.append("| dataset | method | r=1 | r=5 | r=10 | r=20 |\n|---|---|---|---|---|---|")
+    csv_out = csv_rows(rows, ["method"], METRICS)
+    for d in PAPER_DATASETS:
+        for method, per in TABLE1.items():
+            md.append(f"| {d} | {method} (quoted) | {quoted(per[d])} |")
+            csv_out.append([f"{method} ({d})", "quoted from the paper",
+                            *(x for v in (per[d] or [None] * 4) for x in ("" if v is None else f"{v}", "")),
+                            "", "", ""])
+    w.write("table1", "\n".join(md) + "\n", csv_out)
+
+
+def table2(w: Writer, command: str) -> None:
+    hand = json.loads((w.runs / "table2_handcrafted" / "metrics.json").read_text())
+    deep = fused_groups(w.runs / "table2_deep")
+    deep_label = backbone_label(budget(w.runs / "table2_deep").get("backbone", ""))
+    rows = []
+    for reid in ("XQDA", "NFST"):
+        for sr in ("Bilinear", "Bicubic", "SRCNN"):
+            stats = hand["table"].get(f"{sr} + {reid}")
+            if stats is not None:
+                rows.append(([sr, reid], stats))
+    for sr_key in ("bilinear", "none", "srcnn_separate"):
+        for over, m in deep:
+            if over.get("sr") == sr_key:
+                rows.append(([SR_LABEL[sr_key], f"{deep_label} (no joint SR)"], m["table"][FUSED]))
+    rows.append((["SING (joint)", deep_label], sing_fused(w.runs)["table"][FUSED]))
+    md = [w.header("Table 2: combinations of image super-resolution and person re-id (%)",
+                   ["table2_handcrafted", "table2_deep", "sing"], command), ""]
+    md.append(measured_table(rows, ["Super-Resolution", "Re-ID"], METRICS))
+    paper = PAPER_NAME.get(w.dataset)
+    if paper:
+        md.append(f"\nPaper ({paper}, QUOTED, rank 1/5/10/20):\n\n| SR | Re-ID | r=1 | r=5 | r=10 | r=20 |\n"
+                  "|---|---|---|---|---|---|")
+        md += [f"| {sr} | {reid} | {quoted(v[paper])} |" for (sr, reid), v in TABLE2.items()]
+    w.write("table2", "\n".join(md) + "\n", csv_rows(rows, ["sr", "reid"], METRICS))
+
+
+def table3(w: Writer, command: str) -> None:
+    nosyn = fused_groups(w.runs / "table3_no_synthetic")[0][1]["table"][FUSED]
+    rows = [(["SING (No Synthetic LR)"], nosyn), (["SING"], sing_fused(w.runs)["table"][FUSED])]
+    md = [w.header("Table 3: effect of jointly super-resolving and classifying synthetic LR images (%)",
+                   ["table3_no_synthetic", "sing"], command), "", measured_table(rows, ["model"], METRICS)]
+    paper = PAPER_NAME.get(w.dataset)
+    if paper:
+        i = PAPER_DATASETS.index(paper)
+        md.append(f"\nPaper ({paper}, QUOTED, rank-1): " + "; ".join(f"{k} {v[i]}" for k, v in TABLE3.items()))
+    w.write("table3", "\n".join(md) + "\n", csv_rows(rows, ["model"], METRICS))
+
+
+def table4(w: Writer, command: str) -> None:
+    m = sing_fused(w.runs)
+    rows = [([name.replace("M", "M_").replace("+", " + ")], stats) for name, stats in m["table4"].items()]
+    rows.append((["unweighted mean of the three (reference)"], m["table"]["mean of anchors (unweighted)"]))
+    sigmas = m.get("sigma")
+    md = [w.header("Table 4: effect of scale-adaptive multi-resolution fusion (%)", ["sing"], command), "",
+          f"sigma of Eq. (8) chosen on the validation people, per trial: {sigmas}", "",
+          measured_table(rows, ["models"], METRICS)]
+    paper = PAPER_NAME.get(w.dataset)
+    if paper:
+        i = PAPER_DATASETS.index(paper)
+        md.append(f"\nPaper ({paper}, QUOTED, rank-1): " + "; ".join(f"{k} {v[i]}" for k, v in TABLE4.items()))
+    w.write("table4", "\n".join(md) + "\n", csv_rows(rows, ["models"], METRICS))
+
+
+def fig6(w: Writer, command: str) -> None:
+    from sing_lit.plots import plot_metric_curve
+
+    points = []
+    for over, m in fused_groups(w.runs / "fig6_alpha"):
+        points.append((float(over["model.alpha"]), m["table"][FUSED], m.get("single_anchor")))
+    points.sort(key=lambda p: p[0])
+    single = points[0][2] if points and points[0][2] else None
+    what = f"anchor M{single} alone (one anchor swept, no fusion)" if single else "fused SING (Eq. 6-8)"
+    rows = [([f"{a:g}"], stats) for a, stats, _ in points]
+    md = [w.header("Figure 6: balancing image SR and person re-id loss (alpha of Eq. 5)", ["fig6_alpha"], command),
+          "", f"Plotted: test rank-1 and mAP of the {what}, mean ± std over trials.", "",
+          measured_table(rows, ["alpha"], METRICS), "", "![Figure 6](fig6.png)"]
+    paper = PAPER_NAME.get(w.dataset)
+    if paper in FIG6_TEXT:
+        md.append(f"\nPaper ({paper}, QUOTED from the text, rank-1): " +
+                  ", ".join(f"alpha={a:g}: {v}" for a, v in FIG6_TEXT[paper].items()))
+    w.out.mkdir(parents=True, exist_ok=True)
+    plot_metric_curve([a for a, _, _ in points], {k: [(s[k]["mean"], s[k]["std"]) for _, s, _ in points]
+                                                  for k in ("rank1", "mAP")},
+                      w.out / "fig6.png", xlabel="alpha (Eq. 5)",
+                      title=f"Fig. 6 on {w.dataset}: {what}")
+    w.write("fig6", "\n".join(md) + "\n", csv_rows(rows, ["alpha"], METRICS))
+
+
+def fig5(w: Writer, command: str) -> None:
+    from sing_lit.figure5 import figure5
+    from sing_lit.pipeline import anchor_groups
+
+    sing = next(iter(anchor_groups(w.runs / "sing").values()))
+    srcnn = [a for rest, a in anchor_groups(w.runs / "table2_deep").items() if "sr=srcnn_separate" in rest]
+    if not srcnn:
+        raise UserError(f"{w.runs / 'table2_deep'} has no sr=srcnn_separate jobs: Fig. 5 needs the separately "
+                        "trained SRCNN")
+    by_ratio = {a.ratio: a for a in srcnn[0]}
+    anchor = min((a for a in sing if a.ratio in by_ratio), key=lambda a: abs(a.ratio - 1 / 3))
+    trial = min(anchor.checkpoints)
+    info = figure5(anchor.checkpoints[trial], by_ratio[anchor.ratio].checkpoints[trial], w.out)
+    means = info.get("mean_psnr", {})
+    md = [w.header("Figure 5: super-resolved person images (PSNR in dB against HR)", ["sing", "table2_deep"], command),
+          "", f"Anchor {anchor.name} (ratio {anchor.ratio:.3f}), trial {trial}.", "",
+          "Mean PSNR over the whole test gallery: " + ", ".join(f"{k} {v:.2f} dB" for k, v in means.items()),
+          "", "![Figure 5](figure5.png)",
+          "\nPaper (QUOTED, Fig. 5 top/bottom): bilinear 19.04/21.25, bicubic 19.24/21.60, SRCNN 19.86/22.72, "
+          "SING 17.95/18.97 dB"]
+    w.write("fig5", "\n".join(md) + "\n", [["column", "mean_psnr_db"], *([k, f"{v:.4f}"] for k, v in means.items())])
+
+
+WRITERS = {"table1": table1, "table2": table2, "table3": table3, "table4": table4, "fig5": fig5, "fig6": fig6}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("artefacts", nargs="+", help=f"{', '.join(ARTEFACTS)} or all")
+    parser.add_argument("--out", type=Path, default=None, help="result dir (default experiments/results/<dataset>)")
+    parser.add_argument("--runs", type=Path, default=None, help="study dir (default multirun/paper/<dataset>)")
+    parser.add_argument("--set", action="append", default=[], metavar="STUDY:OVERRIDE",
+                        help="an override for one study only, e.g. fig6_alpha:+anchor=1/3")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Hydra overrides (key=value, ~key) may sit anywhere; everything else is ours.
+    ours, overrides = [], []
+    for i, a in enumerate(argv):
+        takes_value = i > 0 and argv[i - 1] in ("--set", "--out", "--runs")
+        is_override = ("=" in a or a.startswith("~")) and not a.startswith("-") and not takes_value
+        (overrides if is_override else ours).append(a)
+    args = parser.parse_args(ours)
+    artefacts = list(ARTEFACTS) if args.artefacts == ["all"] else args.artefacts
+
+    def go() -> None:
+        unknown = [a for a in artefacts if a not in ARTEFACTS]
+        if unknown:
+            raise UserError(f"unknown artefact(s) {unknown}; choose from {list(ARTEFACTS)} or all")
+        per_study: dict[str, list[str]] = {}
+        for item in args.set:
+            study, _, override = item.partition(":")
+            if study not in STUDIES or "=" not in override:
+                raise UserError(f"--set {item!r}: expected STUDY:key=value with STUDY one of {list(STUDIES)}")
+            per_study.setdefault(study, []).append(override)
+        info = preflight(overrides, artefacts)
+        runs = (args.runs or REPO / "multirun" / "paper" / info["dataset"]).resolve()
+        out = (args.out or REPO / "experiments" / "results" / info["dataset"]).resolve()
+        commands = {}
+        for study in dict.fromkeys(s for a in artefacts for s in ARTEFACTS[a]):
+            run_study(study, [*overrides, *per_study.get(study, [])], runs)
+            commands[study] = json.loads((runs / study / "paper_study.json").read_text())["command"]
+        w = Writer(out, runs, info["dataset"], commands)
+        command = shlex.join(["python", "experiments/paper.py", *argv])
+        for a in artefacts:
+            WRITERS[a](w, command)
+        print(f"[paper] wrote {', '.join(artefacts)} to {out}")
+
+    run_guarded(go)
+
+
+if __name__ == "__main__":
+    main()

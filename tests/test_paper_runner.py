@@ -1,0 +1,82 @@
+"""experiments/paper.py: one command per paper artefact, on tiny settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_checks import assert_one_error_line
+from tiny_prid import write_tiny_prid
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["debug=tiny", "logger=[]", "~callbacks.pictures", "model.sr_steps=5"]
+
+
+def run_paper(args, cache_dir, timeout=900):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(SING_LIT_CACHE=str(cache_dir), PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "paper.py"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _fused_r1(sweep: Path) -> float:
+    return json.loads((sweep / "fuse" / "metrics.json").read_text())["table"]["SING fused (Eq. 6-8)"]["rank1"]["mean"]
+
+
+@pytest.mark.slow
+def test_tables_and_fig6_from_one_command(tmp_path, cache_dir):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    args = ["table1", "table3", "table4", "fig6", *TINY, "--runs", str(runs), "--out", str(out),
+            "--set", "fig6_alpha:model.alpha=0,1", "--set", "fig6_alpha:+anchor=1/3"]
+    proc = run_paper(args, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("table1", "table3", "table4", "fig6"):
+        md = (out / f"{name}.md").read_text()
+        assert "dataset: **synthetic**" in md and "git commit:" in md and "epochs=1" in md
+    assert (out / "fig6.png").stat().st_size > 1000
+    # The tables hold the numbers the fusion stage wrote, not anything else.
+    sing_r1 = _fused_r1(runs / "sing")
+    rows = {r["method"]: r for r in csv.DictReader((out / "table1.csv").open())}
+    assert float(rows["SING (this suite, measured)"]["rank1_mean"]) == pytest.approx(sing_r1, abs=1e-3)
+    assert rows["JUDEA (CAVIAR)"]["source"] == "quoted from the paper" and rows["JUDEA (CAVIAR)"]["rank1_mean"] == "22.0"
+    assert "QUOTED" in (out / "table1.md").read_text()
+    t3 = {r["model"]: float(r["rank1_mean"]) for r in csv.DictReader((out / "table3.csv").open())}
+    assert t3["SING"] == pytest.approx(sing_r1, abs=1e-3)
+    assert t3["SING (No Synthetic LR)"] == pytest.approx(_fused_r1(runs / "table3_no_synthetic"), abs=1e-3)
+    t4 = [r["models"] for r in csv.DictReader((out / "table4.csv").open())]
+    assert t4[:7] == ["M_1/2", "M_1/3", "M_1/4", "M_1/2 + M_1/3", "M_1/2 + M_1/4", "M_1/3 + M_1/4",
+                      "M_1/2 + M_1/3 + M_1/4"]
+    alphas = [r["alpha"] for r in csv.DictReader((out / "fig6.csv").open())]
+    assert alphas == ["0", "1"]
+    for job in sorted((runs / "fig6_alpha").glob("*_x3")):
+        test_r1 = json.loads((job / "metrics.json").read_text())["test"]["rank1"]["mean"]
+        alpha = json.loads((job / "metrics.json").read_text())["alpha"]
+        row = next(r for r in csv.DictReader((out / "fig6.csv").open()) if float(r["alpha"]) == alpha)
+        assert float(row["rank1_mean"]) == pytest.approx(test_r1, abs=1e-3)
+
+    # A second call reuses every finished study (no training) and rewrites the same numbers.
+    again = run_paper(["table3", *TINY, "--runs", str(runs), "--out", str(out)], cache_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reused" in again.stdout and "Launching" not in again.stdout + again.stderr
+    # ...but refuses a study dir that was run with other overrides.
+    other = run_paper(["table3", *TINY, "trainer.max_epochs=2", "--runs", str(runs), "--out", str(out)], cache_dir)
+    assert_one_error_line(other, "other overrides")
+
+
+def test_experiment_on_a_dataset_without_what_it_needs(tmp_path, cache_dir):
+    root = write_tiny_prid(tmp_path / "prid")
+    proc = run_paper(["table3", "data=prid2011", f"data.root={root}", "data.split_file=null",
+                      "data.mlr.lr_camera=genuine", "--runs", str(tmp_path / "runs")], cache_dir, timeout=300)
+    assert_one_error_line(proc, "table3 cannot run on data=prid2011", "genuinely low-resolution camera")
+    assert not (tmp_path / "runs").exists()  # nothing was trained or written
+
+
+def test_unknown_artefact_and_bad_set(tmp_path, cache_dir):
+    assert_one_error_line(run_paper(["table9", *TINY], cache_dir), "unknown artefact", "table9")
+    assert_one_error_line(run_paper(["table3", *TINY, "--set", "nosuchstudy:x=1"], cache_dir), "--set")
