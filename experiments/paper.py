@@ -63,7 +63,7 @@ STUDIES = {  # name -> (module, multirun)
 }
 ARTEFACTS = {
     "table1": ["sing"],
-    "table2": ["table2_handcrafted", "table2_deep", "sing"],
+    "table2": ["table2_deep", "sing", "table2_handcrafted"],
     "table3": ["table3_no_synthetic", "sing"],
     "table4": ["sing"],
     "fig5": ["table2_deep", "sing"],
@@ -101,7 +101,8 @@ def run_study(study: str, overrides: list[str], runs: Path) -> Path:
         raise UserError(f"study {study} failed (exit {proc.returncode}); its error is printed above; "
                         f"fix it and run the same command again (finished jobs are reused)")
     shown = [c.replace(str(REPO) + "/", "") for c in cmd[1:]]  # repo-relative paths in the written files
-    write_json_atomic(record, {"overrides": overrides, "command": shlex.join(["python", *shown])})
+    write_json_atomic(record, {"overrides": overrides, "command": shlex.join(["python", *shown]),
+                               "git_commit": git_commit()})
     return run_dir
 
 
@@ -181,8 +182,8 @@ def git_commit() -> str:
 
 # ---- writing artefacts ------------------------------------------------------------------------
 class Writer:
-    def __init__(self, out: Path, runs: Path, dataset: str, commands: dict[str, str]):
-        self.out, self.runs, self.dataset, self.commands = out, runs, dataset, commands
+    def __init__(self, out: Path, runs: Path, dataset: str):
+        self.out, self.runs, self.dataset = out, runs, dataset
         self.commit = git_commit()
 
     def header(self, title: str, studies: list[str], command: str) -> str:
@@ -191,7 +192,9 @@ class Writer:
         for s in studies:
             b = budget(self.runs / s)
             desc = ", ".join(f"{k}={v}" for k, v in b.items() if k != "dataset")
-            lines.append(f"- study `{s}`: {desc}; command: `{self.commands.get(s, '?')}`")
+            record = json.loads((self.runs / s / "paper_study.json").read_text())
+            lines.append(f"- study `{s}` (run at commit `{record.get('git_commit', '?')}`): {desc}; "
+                         f"command: `{record['command']}`")
         lines.append("- cells: mean ± std over trials (population std), in %; CMC single-shot, "
                      "fused by Eq. (6)-(8) unless the row says otherwise")
         return "\n".join(lines) + "\n"
@@ -370,11 +373,9 @@ def main(argv: list[str] | None = None) -> None:
         info = preflight(overrides, artefacts)
         runs = (args.runs or REPO / "multirun" / "paper" / info["dataset"]).resolve()
         out = (args.out or REPO / "experiments" / "results" / info["dataset"]).resolve()
-        commands = {}
         for study in dict.fromkeys(s for a in artefacts for s in ARTEFACTS[a]):
             run_study(study, [*overrides, *per_study.get(study, [])], runs)
-            commands[study] = json.loads((runs / study / "paper_study.json").read_text())["command"]
-        w = Writer(out, runs, info["dataset"], commands)
+        w = Writer(out, runs, info["dataset"])
         command = shlex.join(["python", "experiments/paper.py", *argv])
         for a in artefacts:
             WRITERS[a](w, command)
