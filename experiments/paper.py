@@ -74,8 +74,16 @@ BACKBONE_LABEL = {"small_cnn": "small CNN", "dgd": "DGD", "resnet": "ResNet-50"}
 
 
 # ---- running studies ---------------------------------------------------------------------------
+# What the hand-crafted study (python -m sing_lit.sr_reid) understands of the shared overrides; the
+# training-only ones (trainer, model, backbone, sr, ...) do not apply to it.
+SR_REID_KEYS = ("data", "trials", "seed", "fusion", "debug", "paths", "input_size", "srcnn", "lomo", "xqda", "nfst",
+                "sr_methods", "reid_methods", "hydra")
+
+
 def study_command(study: str, overrides: list[str], run_dir: Path) -> list[str]:
     module, multirun = STUDIES[study]
+    if module == "sing_lit.sr_reid":
+        overrides = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in SR_REID_KEYS]
     cmd = [sys.executable, "-m", module, *(["-m"] if multirun else []), f"experiment={study}", *overrides]
     if module == "sing_lit.train":
         cmd.append("ckpt_path=last")  # a re-launch reuses finished trials and resumes interrupted ones
@@ -155,7 +163,7 @@ def budget(sweep: Path) -> dict[str, Any]:
     trials = [t["trial"] for t in metrics.get("trials", [])] if isinstance(metrics.get("trials"), list) \
         and metrics["trials"] and isinstance(metrics["trials"][0], dict) else metrics.get("trials")
     out = {"dataset": cfg["data"]["name"], "trials": trials, "protocol_trials": cfg["data"]["protocol"]["trials"],
-           "input_size": cfg["data"]["input_size"]}
+           "input_size": cfg.get("input_size") or cfg["data"]["input_size"]}  # sr_reid's replaces data's
     if "trainer" in cfg:
         out.update(epochs=cfg["trainer"]["max_epochs"], backbone=cfg["model"]["net"]["backbone"]["_target_"],
                    batch_size=cfg["data"]["batch_size"])

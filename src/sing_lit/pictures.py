@@ -3,9 +3,10 @@
 Layout (all sizes in pixels; ``tile`` is one image, zoomed by an integer so it is at least
 ``MIN_TILE_W`` wide and its caption fits):
 
-- SR grid, ``rows`` images x ``len(SR_COLUMNS)`` columns, one header line on top and a caption
-  (PSNR) under each tile: width ``PAD + cols * (tile_w + PAD)``,
-  height ``HEADER_H + rows * (tile_h + LABEL_H + PAD) + PAD``.
+- SR grid, ``rows`` images x ``cols`` columns (``len(headers)``, ``len(SR_COLUMNS)`` by default), one
+  header line on top (two with a ``title``) and a caption (PSNR) under each tile:
+  width ``PAD + cols * (tile_w + PAD)``,
+  height ``HEADER_H * (1 + bool(title)) + rows * (tile_h + LABEL_H + PAD) + PAD``.
 - Ranked list, ``rows`` probes, each followed by its top-k gallery images:
   width ``PAD + (1 + k) * (tile_w + PAD) + SEP``, height ``PAD + rows * (tile_h + LABEL_H + PAD)``.
 """
@@ -13,8 +14,8 @@ Layout (all sizes in pixels; ``tile`` is one image, zoomed by an integer so it i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -56,24 +57,38 @@ class SRRow:
 
     images: list[Image.Image]
     psnrs: list[float]
+    columns: list[str] = field(default_factory=list)
 
 
-def sr_row(hr: torch.Tensor, ratio: float, super_resolve: Callable[[torch.Tensor], torch.Tensor],
-           resample: str = "bicubic", upscale: str = "bicubic") -> SRRow:
-    """Down-sample one HR image (uint8, at the input size) by the anchor ratio m, then up-sample it back
-    by nearest, bilinear and bicubic interpolation and by the model (its SR net on the ``upscale``
-    input, as in training). The LR column is nearest-upscaled to show its pixels."""
+LR_COLUMNS = ("LR (nearest)", "bilinear", "bicubic")
+
+
+def sr_row_multi(hr: torch.Tensor, ratio: float, super_resolvers: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+                 resample: str = "bicubic", upscale: str = "bicubic") -> SRRow:
+    """Down-sample one HR image (uint8, at the input size) by the anchor ratio m with ``resample``, then
+    show it back at the input size: LR (nearest-upscaled, to show its pixels), bilinear, bicubic, each
+    super-resolver in order (applied, as in training, to the ``upscale``-upscaled LR image as a float
+    (1, 3, H, W) batch in [0, 1]) and HR. Column names: ``LR_COLUMNS``, the resolvers' keys, ``HR``."""
     hr_img = to_pil(hr)
     h, w = hr.shape[-2:]
     lr = resize(hr_img, scaled_size((h, w), ratio), resample)
     net_in = to_float(resize(lr, (h, w), upscale))
+    srs = []
     with torch.no_grad():
-        sr = super_resolve(net_in[None])[0].float().clamp(0, 1).cpu()
-    images = [lr.resize((w, h), Image.Resampling.NEAREST), resize(lr, (h, w), "bilinear"),
-              resize(lr, (h, w), "bicubic"), to_pil(sr), hr_img]
+        for super_resolve in super_resolvers.values():
+            srs.append(super_resolve(net_in[None])[0].float().clamp(0, 1).cpu())
+    interpolated = [lr.resize((w, h), Image.Resampling.NEAREST), resize(lr, (h, w), "bilinear"),
+                    resize(lr, (h, w), "bicubic")]
     ref = to_float(hr_img)
-    psnrs = [psnr(to_float(im), ref) for im in images[:3]] + [psnr(sr, ref), math.inf]
-    return SRRow(images, psnrs)
+    images = [*interpolated, *(to_pil(sr) for sr in srs), hr_img]
+    psnrs = [psnr(to_float(im), ref) for im in interpolated] + [psnr(sr, ref) for sr in srs] + [math.inf]
+    return SRRow(images, psnrs, [*LR_COLUMNS, *super_resolvers, "HR"])
+
+
+def sr_row(hr: torch.Tensor, ratio: float, super_resolve: Callable[[torch.Tensor], torch.Tensor],
+           resample: str = "bicubic", upscale: str = "bicubic") -> SRRow:
+    """The ``SR_COLUMNS`` row of one model: :func:`sr_row_multi` with its SR net as the one super-resolver."""
+    return sr_row_multi(hr, ratio, {SR_COLUMNS[3]: super_resolve}, resample, upscale)
 
 
 def _font() -> ImageFont.ImageFont:
@@ -92,18 +107,23 @@ def _tile(img: Image.Image, zoom: int) -> Image.Image:
     return img if zoom == 1 else img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST)
 
 
-def sr_grid(rows: Sequence[SRRow], tile_hw: tuple[int, int], headers: Sequence[str] = SR_COLUMNS) -> Image.Image:
-    """The SR comparison grid (Fig. 5): one row per image, PSNR under each tile."""
+def sr_grid(rows: Sequence[SRRow], tile_hw: tuple[int, int], headers: Sequence[str] = SR_COLUMNS,
+            title: str | None = None) -> Image.Image:
+    """The SR comparison grid (Fig. 5): one row per image, PSNR under each tile; ``title`` adds a line on top."""
     zoom = zoom_for(tile_hw[1])
     th, tw = tile_hw[0] * zoom, tile_hw[1] * zoom
     cols = len(headers)
-    canvas = Image.new("RGB", (PAD + cols * (tw + PAD), HEADER_H + len(rows) * (th + LABEL_H + PAD) + PAD), BACKGROUND)
+    top = HEADER_H * (2 if title else 1)
+    width = PAD + cols * (tw + PAD)
+    canvas = Image.new("RGB", (width, top + len(rows) * (th + LABEL_H + PAD) + PAD), BACKGROUND)
     draw, font = ImageDraw.Draw(canvas), _font()
+    if title:
+        _text(draw, (0, 0, width, HEADER_H), title, font)
     for c, name in enumerate(headers):
         x = PAD + c * (tw + PAD)
-        _text(draw, (x, 0, x + tw, HEADER_H), name, font)
+        _text(draw, (x, top - HEADER_H, x + tw, top), name, font)
     for r, row in enumerate(rows):
-        y = HEADER_H + r * (th + LABEL_H + PAD)
+        y = top + r * (th + LABEL_H + PAD)
         for c, (img, value) in enumerate(zip(row.images, row.psnrs)):
             x = PAD + c * (tw + PAD)
             canvas.paste(_tile(img, zoom), (x, y))
