@@ -164,7 +164,9 @@ def budget(sweep: Path) -> dict[str, Any]:
         and metrics["trials"] and isinstance(metrics["trials"][0], dict) else metrics.get("trials")
     out = {"dataset": cfg["data"]["name"], "trials": trials, "protocol_trials": cfg["data"]["protocol"]["trials"],
            "input_size": cfg.get("input_size") or cfg["data"]["input_size"]}  # sr_reid's replaces data's
-    if "trainer" in cfg:
+    if "sr_methods" in cfg:  # the hand-crafted study: no training epochs, its SRCNN's steps instead
+        out.update(srcnn_steps=cfg["srcnn"]["steps"], srcnn_batch_size=cfg["srcnn"]["batch_size"])
+    else:
         out.update(epochs=cfg["trainer"]["max_epochs"], backbone=cfg["model"]["net"]["backbone"]["_target_"],
                    batch_size=cfg["data"]["batch_size"])
     return out

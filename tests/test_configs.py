@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+import yaml
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
@@ -213,8 +214,12 @@ def test_debug_options(compose_cfg, option):
     reason="conf/experiment/ has no experiment configs"))])
 def test_experiment_options(compose_cfg, option):
     assert (CONF / "experiment" / f"{option}.yaml").read_text().lstrip().startswith("# @package _global_")
-    cfg = compose_cfg([f"experiment={option}"])
+    config_name = "sr_reid" if option == "table2_handcrafted" else "train"  # the hand-crafted rows' entry point
+    cfg = compose_cfg([f"experiment={option}"], config_name=config_name)
     check_targets(cfg, optional_prefixes=("data.reader",))
+    if config_name == "train":  # each trains the three anchors, which the fusion stage then fuses
+        raw = yaml.safe_load((CONF / "experiment" / f"{option}.yaml").read_text())
+        assert raw["hydra"]["sweeper"]["params"]["+anchor"] == "1/2,1/3,1/4"
 
 
 @pytest.mark.parametrize(("group", "option"), [("model", "sing"), ("paths", "default"), ("fusion", "default")])

@@ -80,3 +80,32 @@ def test_experiment_on_a_dataset_without_what_it_needs(tmp_path, cache_dir):
 def test_unknown_artefact_and_bad_set(tmp_path, cache_dir):
     assert_one_error_line(run_paper(["table9", *TINY], cache_dir), "unknown artefact", "table9")
     assert_one_error_line(run_paper(["table3", *TINY, "--set", "nosuchstudy:x=1"], cache_dir), "--set")
+
+
+@pytest.mark.slow
+def test_table2_and_fig5_from_one_command(tmp_path, cache_dir):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    args = ["table2", "fig5", *TINY, "--runs", str(runs), "--out", str(out),
+            "--set", "table2_handcrafted:srcnn.steps=2", "--set", "table2_handcrafted:input_size=[48,48]"]
+    proc = run_paper(args, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((out / "table2.csv").open()))
+    pairs = [(r["sr"], r["reid"]) for r in rows]
+    assert pairs == [("Bilinear", "XQDA"), ("Bicubic", "XQDA"), ("SRCNN", "XQDA"),
+                     ("Bilinear", "NFST"), ("Bicubic", "NFST"), ("SRCNN", "NFST"),
+                     ("Bilinear", "small CNN (no joint SR)"), ("Bicubic", "small CNN (no joint SR)"),
+                     ("SRCNN", "small CNN (no joint SR)"), ("SING (joint)", "small CNN")]
+    # Each row is the fused result its own stage wrote.
+    hand = json.loads((runs / "table2_handcrafted" / "metrics.json").read_text())["table"]
+    assert float(rows[0]["rank1_mean"]) == pytest.approx(hand["Bilinear + XQDA"]["rank1"]["mean"], abs=1e-3)
+    deep = [json.loads(p.read_text()) for p in (runs / "table2_deep").glob("fuse*/metrics.json")]
+    srcnn = next(m for m in deep if "sr=srcnn_separate" in m["group_overrides"])
+    assert float(rows[8]["rank1_mean"]) == pytest.approx(srcnn["table"]["SING fused (Eq. 6-8)"]["rank1"]["mean"],
+                                                         abs=1e-3)
+    assert float(rows[9]["rank1_mean"]) == pytest.approx(_fused_r1(runs / "sing"), abs=1e-3)
+    # The hand-crafted study got only the overrides it understands (no trainer/model keys).
+    cmd = json.loads((runs / "table2_handcrafted" / "paper_study.json").read_text())["command"]
+    assert "sing_lit.sr_reid" in cmd
+    fig5 = json.loads((out / "figure5.json").read_text())
+    assert set(fig5["mean_psnr"]) == {"LR", "Bilinear", "Bicubic", "SRCNN", "SING"}
+    assert (out / "figure5.png").stat().st_size > 1000 and "figure5.png" in (out / "fig5.md").read_text()
