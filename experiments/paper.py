@@ -144,8 +144,9 @@ def fused_groups(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
     the single job's test summary in the same shape (``table[FUSED]``, no table4)."""
     groups = []
     for path in sorted(sweep.glob("fuse*/metrics.json")):
-        m = json.loads(path.read_text())
-        groups.append((_as_dict(m.get("group_overrides", [])), m))
+        info, m = json.loads((path.parent / "run_info.json").read_text()), json.loads(path.read_text())
+        # run_info.json since 2026-11-24; metrics.json of fusion stages run before that
+        groups.append((_as_dict(info.get("group_overrides", m.get("group_overrides", []))), m))
     if groups:
         return groups
     for job in sweep_jobs(sweep):

@@ -98,8 +98,10 @@ def test_table2_and_fig5_from_one_command(tmp_path, cache_dir):
     # Each row is the fused result its own stage wrote.
     hand = json.loads((runs / "table2_handcrafted" / "metrics.json").read_text())["table"]
     assert float(rows[0]["rank1_mean"]) == pytest.approx(hand["Bilinear + XQDA"]["rank1"]["mean"], abs=1e-3)
-    deep = [json.loads(p.read_text()) for p in (runs / "table2_deep").glob("fuse*/metrics.json")]
-    srcnn = next(m for m in deep if "sr=srcnn_separate" in m["group_overrides"])
+    fused = sorted((runs / "table2_deep").glob("fuse*"))
+    srcnn_dir = next(d for d in fused
+                     if "sr=srcnn_separate" in json.loads((d / "run_info.json").read_text())["group_overrides"])
+    srcnn = json.loads((srcnn_dir / "metrics.json").read_text())
     assert float(rows[8]["rank1_mean"]) == pytest.approx(srcnn["table"]["SING fused (Eq. 6-8)"]["rank1"]["mean"],
                                                          abs=1e-3)
     assert float(rows[9]["rank1_mean"]) == pytest.approx(_fused_r1(runs / "sing"), abs=1e-3)

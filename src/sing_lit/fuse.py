@@ -157,28 +157,29 @@ def collect_trials(anchors: list[AnchorRun]) -> list[int]:
 
 def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[float], metric: str = "rank1",
                title: str = "", wandb_init: dict[str, Any] | None = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fuse anchors over all their common trials and write the result files into ``out_dir``.
 
     With ``wandb_init`` (see :func:`sing_lit.wandb_runs.fusion_wandb_init`) the same work runs inside a
     W&B run (job_type ``fuse``) that logs the result table, the sigma CV curve and the CMC curves.
-    ``extra`` is stored in metrics.json as is (the pipeline records each group's overrides there).
+    ``info`` goes into run_info.json as is (the pipeline records each group's overrides there; metrics.json
+    stays the same bytes whichever way the stage was started).
     """
     if wandb_init:
         from sing_lit.wandb_runs import fusion_run, log_fusion
 
         with fusion_run(wandb_init) as run:
-            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, extra=extra)
+            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, info=info)
             log_fusion(run, result, out_dir)
         return result
     if len(anchors) < 2:
         raise UserError(f"fusion needs at least 2 anchors, got {[a.name for a in anchors]}")
     anchors = sorted(anchors, key=lambda a: -a.ratio)
     trials = [fuse_trial(anchors, k, list(sigma_grid), metric) for k in collect_trials(anchors)]
-    info = [{"name": a.name, "source": str(Path(a.source).resolve()),
+    sources = [{"name": a.name, "source": str(Path(a.source).resolve()),
              "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}} for a in anchors]
     return write_fusion(trials, [{"name": a.name, "ratio": a.ratio} for a in anchors], out_dir, sigma_grid, metric,
-                        title, run_info={"anchors": info}, extra=extra)
+                        title, run_info={"anchors": sources, **(info or {})})
 
 
 def write_fusion(trials: list[dict[str, Any]], anchors: list[dict[str, Any]], out_dir: str | Path,

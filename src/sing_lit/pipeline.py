@@ -117,7 +117,7 @@ class FuseAnchorsCallback(Callback):
                 run_fusion(anchors, out, list(config.fusion.sigma_grid), config.fusion.metric,
                            title=f"{config.data.name}, {' '.join(rest) or 'defaults'}",
                            wandb_init=fusion_wandb_init(config.get("logger"), out, sweep_group(sweep_dir)),
-                           extra={"group_overrides": list(rest)})
+                           info={"group_overrides": list(rest)})
         except UserError as err:
             print(f"error: fusion stage: {err}", file=sys.stderr)
             sys.exit(2)
