@@ -149,6 +149,12 @@ def fused_groups(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
         groups.append((_as_dict(info.get("group_overrides", m.get("group_overrides", []))), m))
     if groups:
         return groups
+    from sing_lit.pipeline import asked_in_sweep
+
+    asked = asked_in_sweep(sweep) or []
+    if len(asked) > 1:  # never report unfused anchors in place of a fusion stage that did not finish
+        raise UserError(f"{sweep} trained anchors {asked} but holds no fusion result (fuse*/metrics.json): its "
+                        "fusion stage failed (see the study's log); run it again with the same command")
     for job in sweep_jobs(sweep):
         m = json.loads((job["dir"] / "metrics.json").read_text())
         over = {k: v for k, v in _as_dict(job["overrides"]).items() if k != "anchor"}
