@@ -230,10 +230,13 @@ def sing_fused(runs: Path) -> dict[str, Any]:
     return groups[0][1]
 
 
-def paper_block(table: str, dataset_name: str | None) -> str:
-    if dataset_name is None:
-        return ""
-    return f"\nPaper ({dataset_name}, QUOTED from Jiao et al. 2018, not re-run): {table}\n"
+def quoted_rank1(dataset: str, table: dict[str, tuple]) -> list[str]:
+    """The paper's rank-1 numbers of a Table 3/4-style table for our dataset, if it is one of the paper's."""
+    paper = PAPER_NAME.get(dataset)
+    if not paper:
+        return []
+    i = PAPER_DATASETS.index(paper)
+    return [f"\nPaper ({paper}, QUOTED, rank-1): " + "; ".join(f"{k} {v[i]}" for k, v in table.items())]
 
 
 def table1(w: Writer, command: str) -> None:
@@ -286,10 +289,7 @@ def table3(w: Writer, command: str) -> None:
     rows = [(["SING (No Synthetic LR)"], nosyn), (["SING"], sing_fused(w.runs)["table"][FUSED])]
     md = [w.header("Table 3: effect of jointly super-resolving and classifying synthetic LR images (%)",
                    ["table3_no_synthetic", "sing"], command), "", measured_table(rows, ["model"], METRICS)]
-    paper = PAPER_NAME.get(w.dataset)
-    if paper:
-        i = PAPER_DATASETS.index(paper)
-        md.append(f"\nPaper ({paper}, QUOTED, rank-1): " + "; ".join(f"{k} {v[i]}" for k, v in TABLE3.items()))
+    md += quoted_rank1(w.dataset, TABLE3)
     w.write("table3", "\n".join(md) + "\n", csv_rows(rows, ["model"], METRICS))
 
 
@@ -301,10 +301,7 @@ def table4(w: Writer, command: str) -> None:
     md = [w.header("Table 4: effect of scale-adaptive multi-resolution fusion (%)", ["sing"], command), "",
           f"sigma of Eq. (8) chosen on the validation people, per trial: {sigmas}", "",
           measured_table(rows, ["models"], METRICS)]
-    paper = PAPER_NAME.get(w.dataset)
-    if paper:
-        i = PAPER_DATASETS.index(paper)
-        md.append(f"\nPaper ({paper}, QUOTED, rank-1): " + "; ".join(f"{k} {v[i]}" for k, v in TABLE4.items()))
+    md += quoted_rank1(w.dataset, TABLE4)
     w.write("table4", "\n".join(md) + "\n", csv_rows(rows, ["models"], METRICS))
 
 

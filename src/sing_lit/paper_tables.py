@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sing_lit.report import cell
+
 PAPER_DATASETS = ("CAVIAR", "MLR-CUHK03", "MLR-SYSU", "MLR-VIPeR")
 # Our dataset config names -> the paper's dataset names (quoted rows are shown for these only).
 PAPER_NAME = {"caviar": "CAVIAR", "cuhk03": "MLR-CUHK03", "sysu": "MLR-SYSU", "viper": "MLR-VIPeR"}
@@ -50,13 +52,6 @@ TABLE4 = {"M1/2": (29.5, 63.1, 44.0, 28.5), "M1/3": (27.2, 62.6, 45.1, 30.7), "M
           "M1/3+M1/4": (29.9, 63.6, 49.5, 32.6), "M1/2+M1/3+M1/4": (33.5, 67.7, 50.7, 33.5)}
 # Fig. 6 in the text: alpha = 0 vs alpha = 1, rank-1.
 FIG6_TEXT = {"CAVIAR": {0.0: 26.6, 1.0: 33.5}, "MLR-VIPeR": {0.0: 25.0, 1.0: 33.5}}
-
-
-def cell(stat: Mapping[str, float] | None) -> str:
-    """``mean ± std`` (one decimal); the mean alone for one trial; ``-`` when missing."""
-    if not stat:
-        return "-"
-    return f"{stat['mean']:.1f} ± {stat['std']:.1f}" if stat.get("n", 1) > 1 else f"{stat['mean']:.1f}"
 
 
 def quoted(values: Sequence[float] | None) -> str:

@@ -25,7 +25,8 @@ def summarize(per_trial: Sequence[Mapping[str, float]], metrics: Iterable[str]) 
     return out
 
 
-def _cell(stat: Mapping[str, float] | None) -> str:
+def cell(stat: Mapping[str, float] | None) -> str:
+    """``mean ± std`` (one decimal); the mean alone for one trial; ``-`` when missing."""
     if not stat:
         return "-"
     return f"{stat['mean']:.1f} ± {stat['std']:.1f}" if stat.get("n", 1) > 1 else f"{stat['mean']:.1f}"
@@ -37,7 +38,7 @@ def format_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], title: s
     head = "| model | " + " | ".join("r=" + m[4:] if m.startswith("rank") else m for m in metrics) + " |"
     lines = ([f"**{title}**", ""] if title else []) + [head, "|" + "---|" * (len(metrics) + 1)]
     for name, stats in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(stats.get(m)) for m in metrics) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(stats.get(m)) for m in metrics) + " |")
     return "\n".join(lines)
 
 

@@ -208,10 +208,8 @@ def run_trial(cfg: DictConfig, trial: int, sr_methods: Sequence[str], reid_metho
     return fusion_inputs, srcnn_stats
 
 
-def summary_tables(results: dict[tuple[str, str], dict], dataset: str, n_trials: int) -> tuple[str, str]:
-    """(markdown, csv) of the fused rows and the best single anchor of every method."""
-    fused = {method_label(*k): r["table"][FUSED] for k, r in results.items()}
-    single = {method_label(*k): r["table"][BEST] for k, r in results.items()}
+def summary_tables(fused: dict[str, dict], single: dict[str, dict], dataset: str, n_trials: int) -> tuple[str, str]:
+    """(markdown, csv) of the fused rows and the best single anchor of every method (keyed by label)."""
     md = "\n\n".join([
         format_table(fused, title=f"Table 2 (hand-crafted rows), {dataset}, {n_trials} trial(s): SR, then LOMO + "
                                   "re-id, fused over anchors (Eq. 6-8)"),
@@ -245,13 +243,15 @@ def run_sr_reid(cfg: DictConfig) -> dict[str, Any]:
             trial_results, anchor_info, out_dir / f"{sr}_{reid}", sigma_grid, metric,
             title=f"{method_label(sr, reid)}, {cfg.data.name}, trials {trials}",
             extra={"sr_method": sr, "reid_method": reid, "dataset": cfg.data.name})
-    md, csv = summary_tables(results, cfg.data.name, len(trials))
+    fused = {method_label(*k): r["table"][FUSED] for k, r in results.items()}
+    single = {method_label(*k): r["table"][BEST] for k, r in results.items()}
+    md, csv = summary_tables(fused, single, cfg.data.name, len(trials))
     summary = {
         "task": "sr_reid", "dataset": cfg.data.name, "input_size": list(cfg.input_size), "trials": trials,
         "anchors": anchor_info, "sr_methods": sr_methods, "reid_methods": reid_methods,
         "metric": metric, "sigma_grid": sigma_grid, "metrics": list(METRICS),
-        "table": {method_label(*k): r["table"][FUSED] for k, r in results.items()},
-        "table_single": {method_label(*k): r["table"][BEST] for k, r in results.items()},
+        "table": fused,
+        "table_single": single,
         "table4": {method_label(*k): r["table4"] for k, r in results.items()},
         "sigma": {method_label(*k): r["sigma"] for k, r in results.items()},
         "method_dirs": {method_label(sr, reid): f"{sr}_{reid}" for sr, reid in results},
