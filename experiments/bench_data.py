@@ -31,7 +31,7 @@ from sing_lit.data.synthetic import build_synthetic_benchmark
 from sing_lit.models.sing_net import build_sing_net
 from sing_lit.models.small_cnn import SmallCNN
 from sing_lit.models.sr_net import SRNet
-from sing_lit.sing_module import sing_losses
+from sing_lit.sing.losses import sing_losses
 
 
 def bench_loader(cache: Path, batches: int = 40) -> dict:

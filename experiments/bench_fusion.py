@@ -16,7 +16,7 @@ import time
 import torch
 
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
-from sing_lit.fusion import (
+from sing_lit.sing.fusion import (
     evaluate_subsets,
     fuse_distances,
     fusion_weights,

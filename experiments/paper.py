@@ -34,10 +34,7 @@ from typing import Any
 
 import yaml
 
-from sing_lit.anchors import sweep_jobs
-from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
-from sing_lit.fuse import FUSED
-from sing_lit.paper_tables import (
+from sing_lit.reporting.paper_tables import (
     FIG6_TEXT,
     PAPER_DATASETS,
     PAPER_NAME,
@@ -50,7 +47,10 @@ from sing_lit.paper_tables import (
     measured_table,
     quoted,
 )
-from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
+from sing_lit.runtime.anchors import sweep_jobs
+from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
+from sing_lit.runtime.cli import CONFIG_DIR, UserError, run_guarded
+from sing_lit.sing.fusion_stage import FUSED
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (*RANKS, "mAP")
@@ -149,7 +149,7 @@ def fused_groups(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
         groups.append((_as_dict(info.get("group_overrides", m.get("group_overrides", []))), m))
     if groups:
         return groups
-    from sing_lit.pipeline import asked_in_sweep
+    from sing_lit.runtime.pipeline import asked_in_sweep
 
     asked = asked_in_sweep(sweep) or []
     if len(asked) > 1:  # never report unfused anchors in place of a fusion stage that did not finish
@@ -306,7 +306,7 @@ def table4(w: Writer, command: str) -> None:
 
 
 def fig6(w: Writer, command: str) -> None:
-    from sing_lit.plots import plot_metric_curve
+    from sing_lit.viz.plots import plot_metric_curve
 
     points = []
     for over, m in fused_groups(w.runs / "fig6_alpha"):
@@ -332,7 +332,7 @@ def fig6(w: Writer, command: str) -> None:
 
 def fig5(w: Writer, command: str) -> None:
     from sing_lit.figure5 import figure5
-    from sing_lit.pipeline import anchor_groups
+    from sing_lit.runtime.pipeline import anchor_groups
 
     sing = next(iter(anchor_groups(w.runs / "sing").values()))
     srcnn = [a for rest, a in anchor_groups(w.runs / "table2_deep").items() if "sr=srcnn_separate" in rest]

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from sing_lit.cli import CONFIG_DIR  # also registers the ${pkg_dir:} resolver
+from sing_lit.runtime.cli import CONFIG_DIR  # also registers the ${pkg_dir:} resolver
 
 # The tiny benchmark every fast test shares (16 identities of debug=tiny).
 TINY = ("debug=tiny",)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import sing_lit.checkpoint_io as checkpoint_io
-import sing_lit.utils.atomic as atomic
-from sing_lit.checkpoint_io import AtomicCheckpointIO, CheckpointSpaceError
-from sing_lit.cli import UserError, run_guarded
-from sing_lit.utils.atomic import build_dir_atomic, write_json_atomic
+import sing_lit.runtime.atomic as atomic
+import sing_lit.runtime.checkpoint_io as checkpoint_io
+from sing_lit.runtime.atomic import build_dir_atomic, write_json_atomic
+from sing_lit.runtime.checkpoint_io import AtomicCheckpointIO, CheckpointSpaceError
+from sing_lit.runtime.cli import UserError, run_guarded
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -121,7 +121,7 @@ def test_corrupt_checkpoint_is_detected_on_load(tmp_path, damage):
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_cfg, tmp_path, monkeypatch, capsys):
-    import sing_lit.sing_module as sing_module
+    import sing_lit.sing.module as sing_module
     from sing_lit.train import train
 
     real = sing_module.sing_losses

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from sing_lit.cli import CONFIG_DIR
+from sing_lit.runtime.cli import CONFIG_DIR
 from tiny_prid import PRID_TINY, write_bad_image, write_tiny_prid
 
 BAD_IMAGES = ("grayscale", "rgba", "1x1", "corrupt_jpeg")

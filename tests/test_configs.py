@@ -13,10 +13,10 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from sing_lit.cli import CONFIG_DIR
 from sing_lit.data.datamodule import SINGDataModule
 from sing_lit.models.sr_net import SRNet
-from sing_lit.sing_module import SINGModule
+from sing_lit.runtime.cli import CONFIG_DIR
+from sing_lit.sing.module import SINGModule
 
 CONF = Path(CONFIG_DIR)
 

@@ -90,7 +90,7 @@ def test_learning_rates_scale_with_processes():
     from sing_lit.models.sing_net import build_sing_net
     from sing_lit.models.small_cnn import SmallCNN
     from sing_lit.models.sr_net import SRNet
-    from sing_lit.sing_module import SINGModule
+    from sing_lit.sing.module import SINGModule
 
     def module(scale_lr: bool) -> SINGModule:
         net = lambda num_classes: build_sing_net(num_classes, backbone=lambda: SmallCNN(widths=(4,)),  # noqa: E731
@@ -143,7 +143,7 @@ def test_slurm_launcher_config_maps_to_sbatch(compose_cfg, tmp_path, monkeypatch
 
 
 def test_missing_plugin_is_one_error_line(capsys):
-    from sing_lit.cli import require_plugins
+    from sing_lit.runtime.cli import require_plugins
 
     require_plugins(["+anchor=1/2", "hydra/launcher=basic"], find_spec=lambda m: None)  # nothing needed
     with pytest.raises(SystemExit) as exit_:

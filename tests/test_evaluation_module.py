@@ -14,7 +14,7 @@ import torch
 from sing_lit.models.sing_net import build_sing_net
 from sing_lit.models.small_cnn import SmallCNN
 from sing_lit.models.sr_net import SRNet
-from sing_lit.sing_module import SINGModule
+from sing_lit.sing.module import SINGModule
 
 H, W = 16, 8
 

@@ -13,10 +13,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from sing_lit.anchors import build_net, load_checkpoint
-from sing_lit.cli import UserError
 from sing_lit.figure5 import COLUMNS, HEADERS, figure5, main, pick_rows
-from sing_lit.pictures import HEADER_H, LABEL_H, PAD, zoom_for
+from sing_lit.runtime.anchors import build_net, load_checkpoint
+from sing_lit.runtime.cli import UserError
+from sing_lit.viz.pictures import HEADER_H, LABEL_H, PAD, zoom_for
 
 TINY = ["+anchor=1/3", "debug=tiny", "callbacks.pictures=null"]
 

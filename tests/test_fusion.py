@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sing_lit.fusion import (
+from sing_lit.sing.fusion import (
     evaluate_subsets,
     fuse_distances,
     fusion_weights,

@@ -18,7 +18,8 @@ from sing_lit.models.resnet import PretrainedWeightsError, ResNet50
 from sing_lit.models.sing_net import build_sing_net
 from sing_lit.models.small_cnn import SmallCNN
 from sing_lit.models.sr_net import SRNet
-from sing_lit.sing_module import SINGModule, sing_losses
+from sing_lit.sing.losses import sing_losses
+from sing_lit.sing.module import SINGModule
 
 NUM_CLASSES = 3
 

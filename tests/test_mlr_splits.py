@@ -147,8 +147,8 @@ def test_protocol_needs_people_in_both_views(tmp_path):
 
 @pytest.mark.skipif(not (SHARED / "prid_2011").is_dir(), reason="../shared/data/prid_2011 absent")
 def test_shipped_prid_split_matches_the_real_data(tmp_path):
-    from sing_lit.cli import PACKAGE_DIR
     from sing_lit.data.readers.prid2011 import read_prid2011
+    from sing_lit.runtime.cli import PACKAGE_DIR
 
     root = SHARED / "prid_2011"
     out, ratio_of = build_mlr(read_prid2011(root), tmp_path, "prid2011", lr_camera=0, seed=0)

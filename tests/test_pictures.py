@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sing_lit.pictures import (
+from sing_lit.viz.callback import PicturesCallback
+from sing_lit.viz.pictures import (
     BOX,
     HEADER_H,
     LABEL_H,
@@ -29,7 +30,6 @@ from sing_lit.pictures import (
     to_pil,
     zoom_for,
 )
-from sing_lit.visual_callback import PicturesCallback
 
 
 def sr_grid_size(rows: int, tile_hw: tuple[int, int]) -> tuple[int, int]:

@@ -20,7 +20,7 @@ import torch
 
 from sing_lit.data.resumable import ResumableLoader
 from sing_lit.data.streams import TrainStreams
-from sing_lit.sing_module import rng_states, set_rng_states
+from sing_lit.runtime.rng import rng_states, set_rng_states
 
 
 def streams(n: int = 12, seed: int = 0) -> TrainStreams:

@@ -18,9 +18,9 @@ from cli_checks import assert_one_error_line
 from conftest import compose_config
 from sing_lit.baselines.lomo import lomo
 from sing_lit.baselines.xqda import XQDA
-from sing_lit.cli import UserError
 from sing_lit.evaluation.ranking import cmc_and_map
 from sing_lit.models.sr_net import SRNet
+from sing_lit.runtime.cli import UserError
 from sing_lit.sr_reid import check_config, run_sr_reid, super_resolve
 
 TINY = ["data.reader.num_ids=16", "data.protocol.trials=1", "input_size=[48,48]",

@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
+from sing_lit.baselines.srcnn_training import train_srcnn
 from sing_lit.models.sr_net import SRNet
-from sing_lit.models.srcnn_training import train_srcnn
-from sing_lit.pipeline import asked_anchors_of
+from sing_lit.runtime.pipeline import asked_anchors_of
 
 
 def _dm(cfg, **kw):

@@ -125,7 +125,7 @@ def test_bad_values_give_one_error_line(run_cli, tmp_path, overrides, names):
 
 
 def test_missing_mandatory_value(run_cli, tmp_path):
-    from sing_lit.cli import CONFIG_DIR
+    from sing_lit.runtime.cli import CONFIG_DIR
 
     if not (Path(CONFIG_DIR) / "data" / "prid2011.yaml").exists():
         pytest.skip("conf/data/prid2011.yaml does not exist")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sing_lit.fusion import METRICS
+from sing_lit.sing.fusion import METRICS
 from wandb_offline import offline_runs, read_run
 
 TINY = ["debug=tiny"]
@@ -53,7 +53,7 @@ def test_logger_lists_compose(compose_cfg):
 
 
 def test_fuse_config_takes_the_wandb_logger(compose_cfg, tmp_path):
-    from sing_lit.wandb_runs import fusion_wandb_init, sweep_group
+    from sing_lit.runtime.wandb_runs import fusion_wandb_init, sweep_group
 
     assert "logger" not in compose_cfg(config_name="fuse")
     cfg = compose_cfg(["logger=wandb"], config_name="fuse")

@@ -25,10 +25,10 @@ import hydra
 import torch
 from omegaconf import OmegaConf
 
-from sing_lit.anchors import build_net, load_checkpoint
-from sing_lit.cli import UserError, run_guarded
-from sing_lit.pictures import SRRow, save_png, sr_grid, sr_row_multi
-from sing_lit.utils.atomic import write_json_atomic
+from sing_lit.runtime.anchors import build_net, load_checkpoint
+from sing_lit.runtime.atomic import write_json_atomic
+from sing_lit.runtime.cli import UserError, run_guarded
+from sing_lit.viz.pictures import SRRow, save_png, sr_grid, sr_row_multi
 
 HEADERS = ("LR", "Bilinear", "Bicubic", "SRCNN", "SING", "HR")
 COLUMNS = HEADERS[:-1]  # the columns with a PSNR (HR's would be infinite)

@@ -1,222 +1,27 @@
 """The fusion-eval stage (Eq. 6-8): ``python -m sing_lit.fuse multirun_dir=<sweep>`` or ``anchors=[...]``.
 
-For each trial: extract every val/test image's features once per anchor, compute each
-anchor's L2 distances, choose sigma by cross-validation on the validation identities, then
-report on the test identities the fused distance next to two references (the unweighted
-mean of the anchors' distances and the best single anchor, picked on validation) and every
-non-empty anchor subset (the paper's Table 4). Writes metrics.json, table.md, table.csv and
-cmc.png into the output dir and prints the table.
+Resolves the anchors from the command line and runs :func:`sing_lit.sing.fusion_stage.run_fusion`
+(which writes metrics.json, table.md, table.csv and cmc.png into the output dir).
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sing_lit.anchors import (
-    AnchorRun,
-    anchor_from_checkpoint,
-    anchor_from_run_dir,
-    build_net,
-    check_compatible,
-    load_checkpoint,
-)
-from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
-from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
-from sing_lit.fusion import (
-    METRICS,
-    anchor_name,
-    fuse_distances,
-    fusion_weights,
-    mean_fusion,
-    resolution_ratio,
-    select_sigma,
-)
-from sing_lit.report import format_table, summarize, table_csv
-from sing_lit.run_info import write_run_info
-from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
-
-log = logging.getLogger("sing_lit.fuse")
-
-FUSED, MEAN, BEST = "SING fused (Eq. 6-8)", "mean of anchors (unweighted)", "best single anchor (by val)"
-
-
-@torch.no_grad()
-def extract(net, loader, lr: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Features, person ids and genuine areas of one eval set."""
-    feats, pids, areas = [], [], []
-    for batch in loader:
-        x = batch["image"].float().div_(255.0)
-        feats.append(net.lr_features(x) if lr else net.hr_features(x))
-        pids.append(batch["pid"])
-        areas.append(batch["area"])
-    return torch.cat(feats).float(), torch.cat(pids), torch.cat(areas)
-
-
-def anchor_distances(anchors: list[AnchorRun], trial: int) -> dict[str, Any]:
-    """Per anchor and role (val/test): the probe x gallery distances, plus ids and r (Eq. 7)."""
-    ckpts = {a.name: load_checkpoint(a.checkpoints[trial]) for a in anchors}
-    metas = {n: c["sing_lit"] for n, c in ckpts.items()}
-    for a in anchors:
-        if abs(float(metas[a.name]["anchor"]["ratio"]) - a.ratio) > 1e-9 or metas[a.name]["data"]["trial"] != trial:
-            raise UserError(f"anchor {a.name}: checkpoint {a.checkpoints[trial]} holds ratio "
-                            f"{metas[a.name]['anchor']['ratio']} trial {metas[a.name]['data']['trial']}, "
-                            f"expected ratio {a.ratio} trial {trial}")
-    check_compatible(anchors, metas)
-    data_cfg = OmegaConf.create(metas[anchors[0].name]["config"]["data"])
-    dm = hydra.utils.instantiate(data_cfg, trial=trial, split_out=None)
-    dm.setup_eval()
-    if dm.signature()["split"] != metas[anchors[0].name]["data"]["split"]:
-        raise UserError(f"anchor {anchors[0].name}: the dataset at {dm.data_root} no longer gives the split it was "
-                        "trained on (files changed, or a different split file)")
-    out: dict[str, Any] = {}
-    for role in ("val", "test"):
-        if dm.eval_sets[role] is None:
-            raise UserError(f"the {role} split of {dm.name} is empty; fusion needs validation identities to pick "
-                            "sigma (data.protocol.val_ids > 0)")
-        probe_loader, gallery_loader = dm._eval_loaders(role)
-        dists = []
-        for a in anchors:
-            net = build_net(ckpts[a.name], a.checkpoints[trial])
-            q, q_pid, q_area = extract(net, probe_loader, lr=True)
-            g, g_pid, g_area = extract(net, gallery_loader, lr=False)
-            dists.append(pairwise_l2(q, g))
-        out[role] = {"dists": torch.stack(dists), "q_pid": q_pid, "g_pid": g_pid,
-                     "r": resolution_ratio(q_area, g_area)}
-    return out
-
-
-def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], metric: str) -> dict[str, Any]:
-    """One trial: sigma by CV on val, then every row of the result table on test."""
-    d = anchor_distances(anchors, trial)
-    return fuse_precomputed(d, [a.ratio for a in anchors], [a.name for a in anchors], trial, sigma_grid, metric)
-
-
-def fuse_precomputed(d: dict[str, Any], ratios: list[float], names: list[str], trial: int,
-                     sigma_grid: list[float], metric: str) -> dict[str, Any]:
-    """Fusion rows of one trial from precomputed distances of any re-id method.
-
-    ``d["val"]`` and ``d["test"]`` hold ``dists`` (A, Nq, Ng) (one matrix per anchor, in the order of
-    ``ratios``), ``q_pid``, ``g_pid`` and ``r`` (Eq. 7). sigma is chosen on val for every subset of
-    >= 2 anchors; the rows are the fused distance, the unweighted mean, the best single anchor by val,
-    and every non-empty subset (Table 4), all measured on test.
-    """
-    val, test = d["val"], d["test"]
-
-    def metrics(dist: torch.Tensor, role: dict) -> dict[str, Any]:
-        m = cmc_and_map(dist, role["q_pid"], role["g_pid"])
-        return {**{k: float(m[k]) for k in METRICS}, "cmc": [float(c) for c in m["cmc"][:20]]}
-
-    rows: dict[str, dict] = {}
-    sigmas: dict[str, float] = {}
-    curves: dict[str, list] = {}
-    subsets = [list(c) for k in range(1, len(ratios) + 1) for c in itertools.combinations(range(len(ratios)), k)]
-    for idx in subsets:  # Table 4's order: singles, pairs, ..., all anchors
-        name = "+".join(anchor_name(ratios[i]) for i in idx)
-        if len(idx) == 1:
-            rows[name] = metrics(test["dists"][idx[0]], test)
-            continue
-        sub = [ratios[i] for i in idx]
-        sigma, curve = select_sigma(val["dists"][idx], val["r"], sub, val["q_pid"], val["g_pid"], sigma_grid, metric)
-        sigmas[name], curves[name] = sigma, curve
-        rows[name] = metrics(fuse_distances(test["dists"][idx], fusion_weights(test["r"], sub, sigma)), test)
-    all_name = "+".join(anchor_name(m) for m in ratios)
-    val_single = [cmc_and_map(val["dists"][i], val["q_pid"], val["g_pid"])[metric] for i in range(len(ratios))]
-    best_i = max(range(len(ratios)), key=lambda i: (val_single[i], -i))
-    result = {
-        "trial": trial,
-        "sigma": sigmas.get(all_name),
-        "sigma_cv_curve": curves.get(all_name, []),
-        "sigma_per_subset": sigmas,
-        "rows": {
-            FUSED: rows[all_name],
-            MEAN: metrics(mean_fusion(test["dists"]), test),
-            BEST: {**rows[anchor_name(ratios[best_i])], "anchor": names[best_i]},
-        },
-        "subsets": rows,
-        "resolution_ratio": {"test_min": float(test["r"].min()), "test_max": float(test["r"].max())},
-    }
-    return result
-
-
-def collect_trials(anchors: list[AnchorRun]) -> list[int]:
-    common = sorted(set.intersection(*(set(a.checkpoints) for a in anchors)))
-    for a in anchors:
-        extra = sorted(set(a.checkpoints) - set(common))
-        if extra:
-            raise UserError(f"anchor {a.name} has trials {extra} that other anchors lack; "
-                            "train every anchor on the same trials")
-    return common
-
-
-def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[float], metric: str = "rank1",
-               title: str = "", wandb_init: dict[str, Any] | None = None,
-               info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fuse anchors over all their common trials and write the result files into ``out_dir``.
-
-    With ``wandb_init`` (see :func:`sing_lit.wandb_runs.fusion_wandb_init`) the same work runs inside a
-    W&B run (job_type ``fuse``) that logs the result table, the sigma CV curve and the CMC curves.
-    ``info`` goes into run_info.json as is (the pipeline records each group's overrides there; metrics.json
-    stays the same bytes whichever way the stage was started).
-    """
-    if wandb_init:
-        from sing_lit.wandb_runs import fusion_run, log_fusion
-
-        with fusion_run(wandb_init) as run:
-            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, info=info)
-            log_fusion(run, result, out_dir)
-        return result
-    if len(anchors) < 2:
-        raise UserError(f"fusion needs at least 2 anchors, got {[a.name for a in anchors]}")
-    anchors = sorted(anchors, key=lambda a: -a.ratio)
-    trials = [fuse_trial(anchors, k, list(sigma_grid), metric) for k in collect_trials(anchors)]
-    sources = [{"name": a.name, "source": str(Path(a.source).resolve()),
-             "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}} for a in anchors]
-    return write_fusion(trials, [{"name": a.name, "ratio": a.ratio} for a in anchors], out_dir, sigma_grid, metric,
-                        title, run_info={"anchors": sources, **(info or {})})
-
-
-def write_fusion(trials: list[dict[str, Any]], anchors: list[dict[str, Any]], out_dir: str | Path,
-                 sigma_grid: list[float], metric: str, title: str = "", run_info: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mean ± std over trials of :func:`fuse_precomputed` results; writes metrics.json, table.md,
-    table.csv and cmc.png into ``out_dir`` (metrics.json last: its presence means the stage finished)."""
-    out_dir = Path(out_dir)
-    table = {name: summarize([t["rows"][name] for t in trials], METRICS) for name in (FUSED, MEAN, BEST)}
-    table4 = {name: summarize([t["subsets"][name] for t in trials], METRICS) for name in trials[0]["subsets"]}
-    sigmas = [t["sigma"] for t in trials]
-    title = title or f"{len(trials)} trial(s), sigma by {metric} on validation: {sigmas}"
-    md = "\n\n".join([format_table(table, title=f"Fusion: {title}"),
-                      format_table(table4, title="Table 4 layout: anchor subsets (r=1 as in the paper)")])
-    # metrics.json holds only what the anchors and config determine; their paths go to run_info.json.
-    result = {"task": "fuse", "anchors": anchors, "metric": metric, "sigma_grid": list(sigma_grid),
-              "sigma": sigmas, "table": table, "table4": table4, "trials": trials, **(extra or {})}
-    from sing_lit.plots import plot_cmc
-
-    n = min(len(t["rows"][FUSED]["cmc"]) for t in trials)
-    curves = {name: [sum(t["rows"][name]["cmc"][i] for t in trials) / len(trials) for i in range(n)]
-              for name in (FUSED, MEAN, BEST)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_cmc(curves, out_dir / "cmc.png", title="CMC (mean over trials)")
-    write_text_atomic(out_dir / "table.md", md + "\n")
-    write_text_atomic(out_dir / "table.csv", table_csv({**table, **table4}))
-    write_run_info(out_dir, **(run_info or {}))
-    write_json_atomic(out_dir / "metrics.json", result)
-    print(md)
-    return result
+from sing_lit.runtime.anchors import AnchorRun, anchor_from_checkpoint, anchor_from_run_dir
+from sing_lit.runtime.cli import CONFIG_DIR, UserError, run_guarded
+from sing_lit.runtime.pipeline import anchor_groups
+from sing_lit.runtime.wandb_runs import fusion_group, fusion_wandb_init
+from sing_lit.sing.fusion_stage import run_fusion
 
 
 def resolve_anchors(cfg: DictConfig) -> list[AnchorRun]:
     """Anchors from ``anchors=[ckpt or run dir, ...]`` or from ``multirun_dir=...``."""
     if cfg.multirun_dir:
-        from sing_lit.pipeline import anchor_groups
-
         groups = anchor_groups(cfg.multirun_dir)
         if len(groups) != 1:
             raise UserError(f"{cfg.multirun_dir} holds {len(groups)} sweeps of anchors (other overrides vary); "
@@ -228,8 +33,6 @@ def resolve_anchors(cfg: DictConfig) -> list[AnchorRun]:
 
 
 def fuse_from_config(cfg: DictConfig) -> dict[str, Any]:
-    from sing_lit.wandb_runs import fusion_group, fusion_wandb_init
-
     anchors = resolve_anchors(cfg)
     wandb_init = fusion_wandb_init(cfg.get("logger"), cfg.paths.output_dir,
                                    fusion_group(cfg.multirun_dir, [a.source for a in anchors]))

@@ -25,13 +25,13 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from sing_lit.cli import CONFIG_DIR, root_cause
 from sing_lit.data.images import load_rgb, scaled_size
 from sing_lit.data.mlr import draw_ratios, lr_view
 from sing_lit.data.readers import READERS, detect_layout
 from sing_lit.data.readers._common import layout_error
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.data.stats import HEIGHT_BINS, describe, format_description, height_bin, image_sizes
+from sing_lit.runtime.cli import CONFIG_DIR, root_cause
 
 
 def expected_tree(reader: Callable) -> str:

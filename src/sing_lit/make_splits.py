@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
+from sing_lit.runtime.cli import CONFIG_DIR, UserError, run_guarded
 
 
 def make_splits(cfg: DictConfig) -> Path:

@@ -28,15 +28,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from sing_lit.baselines.lomo import lomo, min_image_side
 from sing_lit.baselines.nfst import NFST
+from sing_lit.baselines.srcnn_training import train_srcnn
 from sing_lit.baselines.xqda import XQDA
-from sing_lit.cli import CONFIG_DIR, UserError, run_guarded
-from sing_lit.fuse import BEST, FUSED, fuse_precomputed, write_fusion
-from sing_lit.fusion import METRICS, anchor_name, resolution_ratio
 from sing_lit.models.sr_net import SRNet
-from sing_lit.models.srcnn_training import train_srcnn
-from sing_lit.report import format_table, table_csv
-from sing_lit.run_info import write_run_info
-from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
+from sing_lit.reporting.report import format_table, table_csv
+from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
+from sing_lit.runtime.cli import CONFIG_DIR, UserError, run_guarded
+from sing_lit.runtime.run_info import write_run_info
+from sing_lit.sing.fusion import METRICS, anchor_name, resolution_ratio
+from sing_lit.sing.fusion_stage import BEST, FUSED, fuse_precomputed, write_fusion
 
 # Method name -> the label of Table 2; the interpolation that brings LR images to the input size.
 SR_LABELS = {"bilinear": "Bilinear", "bicubic": "Bicubic", "srcnn": "SRCNN"}
@@ -176,7 +176,7 @@ def lr_features(dm, sr_name: str, sr: torch.nn.Module | None, cache: dict[tuple[
 
 def run_trial(cfg: DictConfig, trial: int, sr_methods: Sequence[str], reid_methods: Sequence[str],
               anchors: Sequence[float], timer: Timer) -> tuple[dict[tuple[str, str], dict], dict[str, Any]]:
-    """Per (SR, re-id) method the fusion input of :func:`sing_lit.fuse.fuse_precomputed`; SRCNN stats per anchor."""
+    """Per (SR, re-id) method the fusion input of :func:`sing_lit.sing.fusion_stage.fuse_precomputed`; SRCNN stats per anchor."""
     retinex = bool(cfg.lomo.retinex)
     dists = {(s, r): {"val": [], "test": []} for s in sr_methods for r in reid_methods}
     hr: dict[str, np.ndarray] | None = None

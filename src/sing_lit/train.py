@@ -21,14 +21,14 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from sing_lit.checkpoint_io import AtomicCheckpointIO
-from sing_lit.cli import CONFIG_DIR, UserError, require_plugins, run_guarded
-from sing_lit.distributed import check_devices, ddp_job, is_global_zero, track, use_job_command
-from sing_lit.report import format_table, summarize
-from sing_lit.resume import LAST, check_fits_data, finished_trial, resume_checkpoint
-from sing_lit.run_info import now_iso, write_run_info
-from sing_lit.utils.atomic import write_json_atomic, write_text_atomic
-from sing_lit.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
+from sing_lit.reporting.report import format_table, summarize
+from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
+from sing_lit.runtime.checkpoint_io import AtomicCheckpointIO
+from sing_lit.runtime.cli import CONFIG_DIR, UserError, require_plugins, run_guarded
+from sing_lit.runtime.distributed import check_devices, ddp_job, is_global_zero, track, use_job_command
+from sing_lit.runtime.resume import LAST, check_fits_data, finished_trial, resume_checkpoint
+from sing_lit.runtime.run_info import now_iso, write_run_info
+from sing_lit.runtime.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
 
 log = logging.getLogger("sing_lit.train")
 
@@ -71,7 +71,7 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
     """Fit and test one trial; return its val/test metrics and best checkpoint.
 
     With ``ckpt_path=last`` a finished trial is reused and an interrupted one resumed (see
-    :mod:`sing_lit.resume`); ``info`` collects what happened, for ``run_info.json``.
+    :mod:`sing_lit.runtime.resume`); ``info`` collects what happened, for ``run_info.json``.
     """
     info = {} if info is None else info
     done = finished_trial(cfg, k, out_dir)
@@ -115,7 +115,7 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
     # Atomic checkpoint files, never NaN weights, one clear line when the disk is full.
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                                  default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()])
-    track(trainer)  # DDP: the ranks it starts end with the job (sing_lit.distributed.ddp_job)
+    track(trainer)  # DDP: the ranks it starts end with the job (sing_lit.runtime.distributed.ddp_job)
     result: dict[str, Any] = {"trial": k, "num_classes": datamodule.num_classes}
     failed = True
     try:

@@ -26,7 +26,7 @@ import numpy as np
 
 from sing_lit.data.images import load_rgb, resample_filter, scaled_size
 from sing_lit.data.records import DatasetError, ImageRecord
-from sing_lit.utils.atomic import build_dir_atomic
+from sing_lit.runtime.atomic import build_dir_atomic
 
 MLR_VERSION = 1
 POLICIES = ("genuine", "one_per_pair", "one_per_person", "<camera index>")

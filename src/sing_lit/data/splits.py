@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sing_lit.data.records import DatasetError, ImageRecord
-from sing_lit.utils.atomic import write_text_atomic
+from sing_lit.runtime.atomic import write_text_atomic
 
 SPLIT_FORMAT = "sing_lit.split/v1"
 

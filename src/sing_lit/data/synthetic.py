@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from sing_lit.data.records import DatasetError, ImageRecord
-from sing_lit.utils.atomic import build_dir_atomic
+from sing_lit.runtime.atomic import build_dir_atomic
 
 VERSION = 1  # bump whenever rendering changes: it is part of the cache key
 MIN_HR_SIDE = 16

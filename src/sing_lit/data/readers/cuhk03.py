@@ -21,7 +21,7 @@ from PIL import Image
 
 from sing_lit.data.readers._common import as_root, image_files, layout_error, parse_name, require_dir, sorted_records
 from sing_lit.data.records import DatasetError, ImageRecord
-from sing_lit.utils.atomic import build_dir_atomic
+from sing_lit.runtime.atomic import build_dir_atomic
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import hydra
 import torch
 import yaml
 
-from sing_lit.cli import UserError
 from sing_lit.models.sing_net import SINGNet
+from sing_lit.runtime.cli import UserError
 
 
 @dataclass

@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(PACKAGE_DIR.parents[1] / "conf")
 
 log = logging.getLogger("sing_lit")

@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sing_lit.anchors import load_checkpoint
-from sing_lit.cli import UserError
+from sing_lit.runtime.anchors import load_checkpoint
+from sing_lit.runtime.cli import UserError
 
 log = logging.getLogger("sing_lit.train")
 

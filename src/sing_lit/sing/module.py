@@ -2,93 +2,17 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import lightning as L
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from sing_lit.cli import UserError
 from sing_lit.evaluation.gather import gather_eval_set
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
 from sing_lit.models.sing_net import SINGNet
-
-
-def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synthetic_stream: bool) -> dict[str, torch.Tensor]:
-    """The SING loss terms for one batch of float images in [0, 1].
-
-    L = L_reid + alpha * L_sr (Eq. 5), where L_reid (Eq. 3) sums the batch-mean cross-entropy
-    of the HR, synthetic-LR and LR streams and L_sr (Eq. 2) is the MSE between F_sr(x^{h2l})
-    and x^h. Eq. (2)'s squared Frobenius norm is divided by the pixel count (a per-pixel mean)
-    so alpha does not depend on the input size. Without the synthetic stream (Table 3
-    ablation) both the x^{h2l} cross-entropy and L_sr are gone.
-
-    All streams share one forward pass through F_sr and one through F_fe.
-    """
-    x_l, x_h = batch["lr"], batch["hr"]
-    n_l, n_h = len(x_l), len(x_h)
-    if synthetic_stream:
-        sr_out = net.super_resolve(torch.cat([x_l, batch["h2l"]]))
-        sr_l, sr_h2l = sr_out[:n_l], sr_out[n_l:]
-        _, logits = net.reid_net(torch.cat([x_h, sr_l, sr_h2l]))
-    else:
-        sr_l = net.super_resolve(x_l)
-        _, logits = net.reid_net(torch.cat([x_h, sr_l]))
-    out = {
-        "loss_reid_hr": F.cross_entropy(logits[:n_h], batch["hr_label"]),
-        "loss_reid_lr": F.cross_entropy(logits[n_h:n_h + n_l], batch["lr_label"]),
-    }
-    loss_reid = out["loss_reid_hr"] + out["loss_reid_lr"]
-    total = loss_reid
-    if synthetic_stream:
-        out["loss_reid_h2l"] = F.cross_entropy(logits[n_h + n_l:], batch["hr_label"])
-        out["loss_sr"] = F.mse_loss(sr_h2l, x_h)
-        loss_reid = loss_reid + out["loss_reid_h2l"]
-        total = loss_reid + alpha * out["loss_sr"]
-    out["loss_reid"] = loss_reid
-    out["loss"] = total
-    return out
-
-
-class NonFiniteLossError(UserError):
-    """A loss term became NaN or infinite; training stops before the bad step updates the weights."""
-
-
-def check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, batch_idx: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the step and every non-finite loss term."""
-    values = torch.stack([v.detach().float() for v in losses.values()])
-    if bool(torch.isfinite(values).all()):  # one host sync per step
-        return
-    bad = [f"train/{k}={float(v.detach()):g}" for k, v in losses.items() if not torch.isfinite(v.detach()).item()]
-    raise NonFiniteLossError(f"non-finite loss at step {step} (epoch {epoch}, batch {batch_idx}): {', '.join(bad)}; "
-                             "training stopped before this step updated the weights, the last checkpoint is intact; "
-                             "lower model.lr_reid / model.lr_sr or model.alpha, or check the input images")
-
-
-def rng_states() -> dict:
-    """The torch (CPU and CUDA), numpy and python RNG states, as tensors and plain containers
-    (loadable with ``torch.load(weights_only=True)``)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": random.getstate(),
-    }
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+from sing_lit.runtime.rng import rng_states, set_rng_states
+from sing_lit.sing.losses import check_finite, sing_losses
 
 
 class SINGModule(L.LightningModule):
@@ -105,7 +29,7 @@ class SINGModule(L.LightningModule):
         scale_lr: multiply the learning rates by the number of DDP processes (see :meth:`lr_scale`).
         sr_training: ``joint`` (SING: F_sr learns with the re-id loss, Eq. 5) or ``separate`` (Table 2's
             "SRCNN + re-id": before the first epoch F_sr is trained alone by MSE on the trial's HR training
-            images and their synthetic LR (:func:`sing_lit.models.srcnn_training.train_srcnn`), then frozen;
+            images and their synthetic LR (:func:`sing_lit.baselines.srcnn_training.train_srcnn`), then frozen;
             the re-id net trains on its outputs and alpha must be 0).
         sr_steps, sr_batch_size: the separate SR training's Adam steps and batch size (its learning rate is lr_sr).
     """
@@ -168,7 +92,7 @@ class SINGModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.sr_training != "separate" or bool(self.sr_trained):
             return
-        from sing_lit.models.srcnn_training import train_srcnn
+        from sing_lit.baselines.srcnn_training import train_srcnn
 
         streams = self.trainer.datamodule.train_set
         stats = train_srcnn(self.net.sr_net, streams.hr, streams.h2l, steps=self.hparams.sr_steps,

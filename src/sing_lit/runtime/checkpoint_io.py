@@ -3,7 +3,7 @@
 Lightning's ``TorchCheckpointIO`` writes through an fsspec transaction whose temp file lives in
 the system temp dir; when that is another file system the final move is a copy, which a crash
 can leave half-written. Here the checkpoint goes to a temp file next to its target, is fsynced
-and renamed over it (:func:`sing_lit.utils.atomic.atomic_path`).
+and renamed over it (:func:`sing_lit.runtime.atomic.atomic_path`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from sing_lit.anchors import first_sentence
-from sing_lit.cli import UserError
-from sing_lit.utils.atomic import atomic_path
+from sing_lit.runtime.anchors import first_sentence
+from sing_lit.runtime.atomic import atomic_path
+from sing_lit.runtime.cli import UserError
 
 
 class CheckpointSpaceError(UserError):

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sing_lit.cli import UserError
+from sing_lit.runtime.cli import UserError
 
 # Set by Lightning's launcher in the process that starts the other ranks.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

@@ -17,8 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sing_lit.cli import UserError
-from sing_lit.fusion import METRICS
+from sing_lit.runtime.cli import UserError
+from sing_lit.sing.fusion import METRICS
 
 
 def sweep_group(sweep_dir: str | Path) -> str:
@@ -58,7 +58,7 @@ def start_wandb(logger: Any) -> str:
 
 def resume_id(ckpt_path: str | Path) -> str | None:
     """The W&B run id a checkpoint was trained under, so resuming continues that run."""
-    from sing_lit.anchors import load_checkpoint
+    from sing_lit.runtime.anchors import load_checkpoint
 
     meta = load_checkpoint(ckpt_path).get("sing_lit", {})
     if meta.get("wandb_id"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sing_lit.utils.atomic import atomic_path
+from sing_lit.runtime.atomic import atomic_path
 
 
 def plot_cmc(curves: Mapping[str, Sequence[float]], path: str | Path, title: str = "CMC") -> None:

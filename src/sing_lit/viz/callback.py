@@ -26,10 +26,10 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from sing_lit.evaluation.ranking import pairwise_l2
-from sing_lit.pictures import RankedRow, ranked_strip, save_png, sr_grid, sr_row, to_pil
-from sing_lit.plots import plot_cmc
+from sing_lit.viz.pictures import RankedRow, ranked_strip, save_png, sr_grid, sr_row, to_pil
+from sing_lit.viz.plots import plot_cmc
 
-log = logging.getLogger("sing_lit.pictures")
+log = logging.getLogger("sing_lit.viz.pictures")
 
 
 class PicturesCallback(Callback):

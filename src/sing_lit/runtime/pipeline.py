@@ -19,10 +19,10 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sing_lit.anchors import AnchorRun, anchor_from_run_dir, sweep_jobs
-from sing_lit.cli import UserError
+from sing_lit.runtime.anchors import AnchorRun, anchor_from_run_dir, sweep_jobs
+from sing_lit.runtime.cli import UserError
 
-log = logging.getLogger("sing_lit.pipeline")
+log = logging.getLogger("sing_lit.runtime.pipeline")
 
 ANCHOR_OVERRIDE = re.compile(r"^\+{0,2}anchor=(.+)$")
 
@@ -93,7 +93,7 @@ def asked_in_sweep(sweep_dir: str | Path) -> list[str] | None:
 
 
 class FuseAnchorsCallback(Callback):
-    """Runs :func:`sing_lit.fuse.run_fusion` at the end of a multirun over ``anchor``."""
+    """Runs :func:`sing_lit.sing.fusion_stage.run_fusion` at the end of a multirun over ``anchor``."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -105,8 +105,8 @@ class FuseAnchorsCallback(Callback):
         if len(asked) < 2:
             log.info("multirun does not sweep over anchors: no fusion stage")
             return
-        from sing_lit.fuse import run_fusion
-        from sing_lit.wandb_runs import fusion_wandb_init, sweep_group
+        from sing_lit.runtime.wandb_runs import fusion_wandb_init, sweep_group
+        from sing_lit.sing.fusion_stage import run_fusion
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

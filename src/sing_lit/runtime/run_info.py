@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sing_lit.utils.atomic import write_json_atomic
+from sing_lit.runtime.atomic import write_json_atomic
 
 
 def now_iso() -> str:

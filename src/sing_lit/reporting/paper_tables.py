@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sing_lit.report import cell
+from sing_lit.reporting.report import cell
 
 PAPER_DATASETS = ("CAVIAR", "MLR-CUHK03", "MLR-SYSU", "MLR-VIPeR")
 # Our dataset config names -> the paper's dataset names (quoted rows are shown for these only).

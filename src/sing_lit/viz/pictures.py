@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from sing_lit.data.images import resize, scaled_size, to_uint8_tensor
-from sing_lit.utils.atomic import atomic_path
+from sing_lit.runtime.atomic import atomic_path
 
 PAD, LABEL_H, HEADER_H, SEP, MIN_TILE_W, BOX = 4, 14, 14, 12, 64, 3
 SR_COLUMNS = ("LR (nearest)", "bilinear", "bicubic", "SING SR", "HR")

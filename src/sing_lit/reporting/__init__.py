@@ -1,0 +1,1 @@
+"""Result tables (mean ± std over trials) and the numbers quoted from the paper."""
