@@ -216,7 +216,9 @@ def _hsv_part(images: np.ndarray, use_retinex: bool) -> np.ndarray:
 
 
 def _siltp_parts(images: np.ndarray) -> list[np.ndarray]:
-    gray = np.floor(images.astype(np.float32) @ _RGB2GRAY.astype(np.float32) + 0.5) / 255.0  # rgb2gray rounds to uint8
+    # rgb2gray rounds to uint8; then double precision as LOMO.m: SILTP's (1 +- tau) * centre tests meet
+    # exact ties between grey levels (0.7 * 100/255 vs 70/255), which float32 decides differently
+    gray = np.floor(images.astype(np.float64) @ _RGB2GRAY + 0.5) / 255.0
     hists = {r: [] for r in SILTP_RADII}
     for level in range(LEVELS):
         if level:
