@@ -1,9 +1,12 @@
 """LOMO (Liao et al., CVPR 2015) against hand-worked cases and brute-force references."""
 
 import colorsys
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sing_lit.baselines.lomo import (
     lomo,
@@ -137,3 +140,51 @@ def test_retinex_output_range():
     out = retinex(np.random.default_rng(5).integers(0, 256, (2, 128, 48, 3), dtype=np.uint8))
     assert out.shape == (2, 128, 48, 3) and out.min() >= 0 and out.max() <= 1
     assert out.min() == 0 and out.max() == 1  # the 1%/99% stretch spans [0, 1]
+
+
+PRID = Path(os.environ.get("SING_LIT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "prid_2011"
+
+
+def brute_force_siltp_strip(rgb: np.ndarray, radius: int, top: int, tau: float = 0.3) -> np.ndarray:
+    """SILTP counts of one 10-row strip by pixel loops: MATLAB's rgb2gray (rounded), replicated border,
+    neighbours right/up/left/down weighted 1/3/9/27, then the per-bin max over the strip's 10x10 windows."""
+    gray = np.floor(rgb.astype(np.float64) @ [0.298936021293775, 0.587043074451121, 0.114020904255103] + 0.5) / 255
+    h, w = gray.shape
+    at = lambda i, j: gray[min(max(i, 0), h - 1), min(max(j, 0), w - 1)]  # noqa: E731
+    codes = np.zeros((10, w), int)
+    for i in range(top, top + 10):
+        for j in range(w):
+            c = gray[i, j]
+            for k, (di, dj) in enumerate(((0, radius), (-radius, 0), (0, -radius), (radius, 0))):
+                nb = at(i + di, j + dj)
+                codes[i - top, j] += 3**k * (1 if nb < (1 - tau) * c else 2 if nb > (1 + tau) * c else 0)
+    windows = [np.bincount(codes[:, j:j + 10].ravel(), minlength=81) for j in range(0, w - 9, 5)]
+    return np.max(windows, 0)
+
+
+@pytest.mark.skipif(not PRID.is_dir(), reason="../shared/data/prid_2011 is absent")
+def test_real_images_regression():
+    """Two real PRID crops (person 1, both cameras, 128x64 as stored): size, brute-force SILTP strips,
+    and pinned values of hand-checked bins (a change to any LOMO step moves them)."""
+    images = np.stack([np.asarray(Image.open(PRID / f"single_shot/cam_{c}/person_0001.png").convert("RGB"))
+                       for c in "ab"])
+    feats = lomo(images)
+    assert feats.shape == (2, 26960)  # (512 + 2 * 81) x (24 + 11 + 5) strips; the width only sets windows per strip
+    parts = lomo_part_slices(128)
+    for radius in (3, 5):
+        part = feats[:, parts[f"siltp_r{radius}"]]
+        for n in range(2):
+            for strip in (0, 11, 23):  # top, middle and bottom strips of pyramid level 0
+                counts = brute_force_siltp_strip(images[n], radius, 5 * strip)
+                got = part[n, 81 * strip: 81 * (strip + 1)]
+                # log(x + 1), then one scale for the whole part: its unit-norm factor
+                np.testing.assert_allclose(got, np.log1p(counts) * (got.max() / np.log1p(counts.max())), rtol=1e-5)
+    # bin 0 of strip 0 is the flat background code: all 100 pixels of a window; the part's norm then
+    # pins log(101) / ||part||
+    assert [brute_force_siltp_strip(im, r, 0)[0] for im in images for r in (3, 5)] == [100] * 4
+    np.testing.assert_allclose(feats[:, parts["siltp_r3"].start], [0.08218856, 0.06259319], rtol=1e-5)
+    np.testing.assert_allclose(feats[:, parts["siltp_r5"].start], [0.07377421, 0.05725854], rtol=1e-5)
+    # HSV (after Retinex): the largest bins of image 0
+    np.testing.assert_allclose(feats[:, [6471, 9024, 6983]],
+                               [[0.05783678, 0.05738872, 0.05738872], [0.0428932, 0.03724576, 0.02128387]], rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(feats[:, parts["hsv"]], axis=1), 1.0, rtol=1e-6)

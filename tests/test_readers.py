@@ -211,6 +211,35 @@ def test_grid_flat_marks_the_smaller_box_lr(tmp_path: Path) -> None:
     assert detect_layout(tmp_path) == ["grid"]
 
 
+def test_grid_flat_lower_camera_rule_takes_the_lower_camera_as_probe(tmp_path: Path) -> None:
+    layout(
+        tmp_path,
+        [
+            "0001_2_25023_116_134_10_20.jpeg",  # smaller box, but the higher camera
+            "0001_1_25004_107_32_106_221.jpeg",
+            "0002_5_25008_169_19_94_224.jpeg",
+            "0002_4_25009_1_1_50_100.jpeg",
+            "0300_6_30000_1_1_20_40.jpeg",
+        ],
+    )
+    records = read_grid(tmp_path, probe="lower_camera")
+    assert {name: lr for name, _, _, lr in triples(records, tmp_path)} == {
+        "0001_1_25004_107_32_106_221.jpeg": True,
+        "0001_2_25023_116_134_10_20.jpeg": False,
+        "0002_4_25009_1_1_50_100.jpeg": True,
+        "0002_5_25008_169_19_94_224.jpeg": False,
+        "0300_6_30000_1_1_20_40.jpeg": False,  # seen once: an HR distractor
+    }
+    # the default rule still marks the smaller box
+    assert [r.genuine_lr for r in read_grid(tmp_path) if r.pid == 1] == [False, True]
+
+
+def test_grid_rejects_an_unknown_probe_rule(tmp_path: Path) -> None:
+    layout(tmp_path, ["0001_1_25004_107_32_106_221.jpeg"])
+    with pytest.raises(ValueError, match=r"data\.reader\.probe='largest'.*smaller_box, lower_camera"):
+        read_grid(tmp_path, probe="largest")
+
+
 def test_sysu_selects_images_per_camera_deterministically(tmp_path: Path) -> None:
     names = [f"cam1/0001/{i:03d}.jpg" for i in range(8)] + ["cam2/0001/a.jpg", "cam2/0001/b.jpg"]
     layout(tmp_path, names + [f"cam1/0002/x{i}.png" for i in range(4)])
@@ -472,3 +501,15 @@ def test_real_grid() -> None:
         other = next(o for o in records if o.pid == r.pid and o.path != r.path)
         assert sizes[r.path][0] * sizes[r.path][1] <= sizes[other.path][0] * sizes[other.path][1]
     assert detect_layout(root) == ["grid"]
+
+
+def test_real_grid_lower_camera_probes() -> None:
+    records = read_grid(real("grid"), probe="lower_camera")
+    cams: dict[int, list[tuple[int, bool]]] = {}
+    for r in records:
+        cams.setdefault(r.pid, []).append((r.cam, r.genuine_lr))
+    pairs = {p: sorted(v) for p, v in cams.items() if len(v) == 2}
+    assert len(pairs) == 250 and sum(r.genuine_lr for r in records) == 250
+    # every pair is two different cameras; the probe is the lower one (file-name camera 1-6 -> cam 0-5)
+    assert all(a[0] < b[0] and a[1] and not b[1] for a, b in pairs.values())
+    assert Counter((a[0] + 1, b[0] + 1) for a, b in pairs.values()) == {(4, 5): 116, (1, 2): 108, (5, 6): 25, (2, 3): 1}

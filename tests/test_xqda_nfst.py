@@ -128,3 +128,54 @@ def test_nfst_distance_is_euclidean_in_null_space():
     zq, zg = model.transform(q), model.transform(g)
     want = np.linalg.norm(zq[:, None] - zg[None], axis=-1)
     np.testing.assert_allclose(model.distance(q, g), want, atol=1e-9)
+
+
+def reference_xqda(xp, yp, xg, yg, subspace, lambda_=0.001):
+    """Brute-force covariances, then NumPy's SVD / eigen-decomposition of S_I^{-1} S_E (XQDA.m's recipe)."""
+    intra, extra = brute_force_covariances(xp, yp, xg, yg)
+    intra = intra + lambda_ * np.eye(len(intra))
+    a = np.linalg.solve(intra, extra)
+    if subspace == "svd":
+        u, values, _ = np.linalg.svd(a)
+    else:
+        values, u = np.linalg.eig(a)
+        order = np.argsort(-values.real)
+        values, u = values.real[order], u.real[:, order]
+    w = u[:, : max(1, int((values > 1).sum()))]
+    metric = np.linalg.inv(w.T @ intra @ w) - np.linalg.inv(w.T @ extra @ w)
+    return values, w, metric
+
+
+@pytest.mark.parametrize("subspace", ["svd", "eig"])
+def test_xqda_matches_the_reference_recipe(subspace):
+    rng = np.random.default_rng(3)
+    d, n_ids = 6, 30
+    # anisotropic, correlated views so that S_I^{-1} S_E is far from symmetric
+    mix = rng.normal(size=(d, d))
+    ids = rng.normal(size=(n_ids, d)) @ mix
+    xg = ids + 0.3 * rng.normal(size=(n_ids, d)) @ mix.T
+    xp = ids + 0.3 * rng.normal(size=(n_ids, d))
+    y = np.arange(n_ids)
+    model = XQDA(subspace=subspace).fit(xp, y, xg, y)
+    values, w, metric = reference_xqda(xp, y, xg, y, subspace)
+    np.testing.assert_allclose(model.eigenvalues_, values, rtol=1e-8)
+    assert model.projection_.shape[1] == w.shape[1]
+    q, g = rng.normal(size=(4, d)), rng.normal(size=(5, d))
+    expected = np.array([[(qi - gj) @ w @ metric @ w.T @ (qi - gj) for gj in g] for qi in q])
+    np.testing.assert_allclose(model.distance(q, g), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_xqda_svd_and_eig_subspaces_differ_when_s_i_is_not_isotropic():
+    rng = np.random.default_rng(3)
+    d, n_ids = 6, 30
+    mix = rng.normal(size=(d, d))
+    ids = rng.normal(size=(n_ids, d)) @ mix
+    xg, xp = ids + 0.3 * rng.normal(size=(n_ids, d)) @ mix.T, ids + 0.3 * rng.normal(size=(n_ids, d))
+    y = np.arange(n_ids)
+    svd, eig = XQDA(subspace="svd").fit(xp, y, xg, y), XQDA(subspace="eig").fit(xp, y, xg, y)
+    assert not np.allclose(svd.eigenvalues_, eig.eigenvalues_)
+
+
+def test_xqda_rejects_an_unknown_subspace_rule():
+    with pytest.raises(ValueError, match=r"xqda\.subspace='pca'.*svd, eig"):
+        XQDA(subspace="pca")

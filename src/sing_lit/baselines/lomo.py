@@ -8,8 +8,19 @@ occurrence"). Three pyramid levels (2x2 average pooling), then log(x + 1) and L2
 normalisation of each of the three parts (HSV, SILTP R=3, SILTP R=5) as ``LOMO.m``
 does. At 128x48: (512 + 2 * 81) * (24 + 11 + 5) = 26,960 dims.
 
-Retinex is a multiscale Retinex with colour restoration (Jobson et al., 1997) with
-sigmas (5, 20); see :func:`retinex` for where it may differ from Liao's ``Retinex.m``.
+Checked step by step against ``LOMO.m`` and ``SILTP.m`` (issue #16): HSV bins
+min(floor(8 c), 7) of ``rgb2hsv`` of the Retinex image, joint code V*64 + S*8 + H; SILTP on
+``rgb2gray`` (rounded to uint8) / 255 in double precision, neighbours right/up/left/down
+weighted 1/3/9/27, replicated border; windows from row/column 0 in steps of 5 while they fit;
+2x2 pooling of the quantised HSV indices (floored mean) and of the grey image (mean); log(x + 1)
+and ``normc`` of each of the three parts over all its pyramid levels. RGB uint8 input in
+[0, 255], 128x48 as in the authors' demos.
+
+Retinex is the one step that cannot be checked: the authors ship it only as compiled MEX
+files ("we are not allowed to release its source code", LOMO_XQDA README). Ours is a
+multiscale Retinex with colour restoration (Jobson et al., 1997) with the paper's sigmas (5, 20);
+see :func:`retinex`. It helps on MLR-PRID (+3 rank-1) but costs 5 on GRID (15.0 vs 20.0 without),
+so it likely differs from the authors' MEX on dark, noisy crops.
 """
 
 from __future__ import annotations
@@ -216,7 +227,9 @@ def _hsv_part(images: np.ndarray, use_retinex: bool) -> np.ndarray:
 
 
 def _siltp_parts(images: np.ndarray) -> list[np.ndarray]:
-    gray = np.floor(images.astype(np.float32) @ _RGB2GRAY.astype(np.float32) + 0.5) / 255.0  # rgb2gray rounds to uint8
+    # rgb2gray rounds to uint8; then double precision as LOMO.m: SILTP's (1 +- tau) * centre tests meet
+    # exact ties between grey levels (0.7 * 100/255 vs 70/255), which float32 decides differently
+    gray = np.floor(images.astype(np.float64) @ _RGB2GRAY + 0.5) / 255.0
     hists = {r: [] for r in SILTP_RADII}
     for level in range(LEVELS):
         if level:

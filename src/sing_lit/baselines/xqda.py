@@ -1,8 +1,14 @@
 """Cross-view Quadratic Discriminant Analysis, XQDA (Liao et al., CVPR 2015, Sec. 4).
 
-Learns a subspace W and a metric M = (W^T S_I W)^{-1} - (W^T S_E W)^{-1} from the
-intra-personal (S_I) and extra-personal (S_E) covariances of cross-view differences;
-distance d(x, z) = (x - z)^T W M W^T (x - z).
+Learns a subspace W and a metric M = (W^T S_I W)^{-1} - (W^T S_E W)^{-1} (Eq. 13) from the
+intra-personal (S_I) and extra-personal (S_E) covariances of cross-view differences (Eq. 11-12);
+distance d(x, z) = (x - z)^T W M W^T (x - z) (Eq. 14).
+
+The paper picks W as the leading generalised eigenvectors of S_E w = mu S_I w (Eq. 10, 16);
+the authors' ``XQDA.m``, which produced the published numbers, instead takes the leading *left
+singular vectors* of S_I^{-1} S_E (``svd(inCov \\ exCov)``) and keeps those whose singular value
+exceeds 1. S_I^{-1} S_E is not symmetric, so the two subspaces (and their sizes r) differ.
+``subspace="svd"`` (the default) follows the code, ``"eig"`` the paper's equations.
 """
 
 from __future__ import annotations
@@ -48,6 +54,20 @@ def xqda_covariances(
     return intra.numpy(), extra.numpy()
 
 
+def _svd_directions(cov_intra: torch.Tensor, cov_extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (descending) and left singular vectors of S_I^{-1} S_E, as ``XQDA.m``."""
+    u, s, _ = torch.linalg.svd(torch.linalg.solve(cov_intra, cov_extra))
+    return s, u
+
+
+def _eig_directions(cov_intra: torch.Tensor, cov_extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors of S_E w = mu S_I w (Eq. 16), via Cholesky whitening:
+    the symmetric-definite form of eig(S_I^{-1} S_E)."""
+    chol_inv = torch.linalg.inv(torch.linalg.cholesky(cov_intra))
+    mu, u = torch.linalg.eigh(chol_inv @ cov_extra @ chol_inv.T)
+    return mu.flip(0), chol_inv.T @ u.flip(1)
+
+
 def _covariances(
     xp: torch.Tensor, yp: np.ndarray, xg: torch.Tensor, yg: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,15 +98,22 @@ def _covariances(
     return intra / n_intra, extra / n_extra
 
 
+SUBSPACES = ("svd", "eig")
+
+
 class XQDA:
     """XQDA metric learning.
 
     Args:
         lambda_: ridge added to the diagonal of S_I (the original's 0.001).
-        max_dims: cap on the subspace dimension r; r = #{eigenvalues > 1} otherwise (at least 1).
+        max_dims: cap on the subspace dimension r; r = #{singular values (or eigenvalues) > 1} otherwise (at least 1).
         reduce_by_qr: first express the data in the orthonormal basis of its span (QR of the
             training matrix) as ``XQDA.m`` does; ``None`` does it when d > n. Distances are the
             same either way, since S_I, S_E act only on that span plus lambda elsewhere.
+        subspace: ``"svd"``, the left singular vectors of S_I^{-1} S_E with singular value > 1
+            (``XQDA.m``), or ``"eig"``, the generalised eigenvectors of (S_E, S_I) with
+            eigenvalue > 1 (the paper's Eq. 16). ``eigenvalues_`` holds the singular values or
+            eigenvalues, descending.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -96,10 +123,14 @@ class XQDA:
         (3, 2)
     """
 
-    def __init__(self, lambda_: float = 0.001, max_dims: int | None = None, reduce_by_qr: bool | None = None):
+    def __init__(self, lambda_: float = 0.001, max_dims: int | None = None, reduce_by_qr: bool | None = None,
+                 subspace: str = "svd"):
+        if subspace not in SUBSPACES:
+            raise ValueError(f"xqda.subspace={subspace!r} is not a subspace rule; allowed: {', '.join(SUBSPACES)}")
         self.lambda_ = lambda_
         self.max_dims = max_dims
         self.reduce_by_qr = reduce_by_qr
+        self.subspace = subspace
 
     def fit(self, x_probe: np.ndarray, y_probe: np.ndarray, x_gallery: np.ndarray, y_gallery: np.ndarray) -> XQDA:
         """Learn ``projection_`` (d, r) and ``metric_`` (r, r) from two labelled views."""
@@ -117,15 +148,12 @@ class XQDA:
             xg, xp = coords[:, :n_gallery].T, coords[:, n_gallery:].T
         cov_intra, cov_extra = _covariances(xp, yp, xg, yg)
         cov_intra = cov_intra + self.lambda_ * torch.eye(len(cov_intra), dtype=torch.float64)
-        # S_E w = mu S_I w via Cholesky whitening: the symmetric-definite form of eig(S_I^{-1} S_E)
-        chol_inv = torch.linalg.inv(torch.linalg.cholesky(cov_intra))
-        mu, u = torch.linalg.eigh(chol_inv @ cov_extra @ chol_inv.T)
-        mu, u = mu.flip(0), u.flip(1)  # descending
+        mu, vecs = (_svd_directions if self.subspace == "svd" else _eig_directions)(cov_intra, cov_extra)
         r = int((mu > 1).sum())
         if self.max_dims is not None:
             r = min(r, self.max_dims)
         r = max(r, 1)
-        vecs = chol_inv.T @ u[:, :r]
+        vecs = vecs[:, :r]
         metric = torch.linalg.inv(vecs.T @ cov_intra @ vecs) - torch.linalg.inv(vecs.T @ cov_extra @ vecs)
         self.eigenvalues_ = mu.numpy()
         self.metric_ = metric.numpy()

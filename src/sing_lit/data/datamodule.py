@@ -32,7 +32,8 @@ class SINGDataModule(L.LightningDataModule):
     view, and synthetic LR images made from each HR image at the anchor ratio m, all
     resized to ``input_size`` by bicubic interpolation (the paper's input policy).
     Validation/test: probe = every LR image of the val/test people; gallery = the one HR
-    image per person that the split file names.
+    image per person that the split file names (for the test set also any distractors it names,
+    ``protocol.distractors_in_test_gallery``).
 
     Args:
         name: dataset name, used for caches and split metadata.
@@ -42,7 +43,8 @@ class SINGDataModule(L.LightningDataModule):
         input_size: (height, width) every image is resized to; the paper uses 160x72.
         mlr: MLR construction, see :func:`sing_lit.data.mlr.build_mlr`
             (``lr_camera``, ``ratios``, ``seed``, ``resample``).
-        protocol: ``trials``, ``test_ids``, ``val_ids``, ``one_camera_ids_in_train``, ``seed``.
+        protocol: ``trials``, ``test_ids``, ``val_ids``, ``one_camera_ids_in_train``, ``seed``,
+            ``distractors_in_test_gallery``, see :func:`sing_lit.data.splits.make_trials`.
         split_file: versioned split file to read; when absent the trials are drawn from
             ``protocol`` and written to ``split_out`` for the record.
         trial: which trial of the protocol this module serves.
@@ -89,7 +91,7 @@ class SINGDataModule(L.LightningDataModule):
         self.mlr = {"lr_camera": "genuine", "ratios": [1 / 2, 1 / 3, 1 / 4], "seed": 0, "resample": "bicubic",
                     **(mlr or {})}
         self.protocol = {"trials": 10, "test_ids": "half", "val_ids": 0.2, "one_camera_ids_in_train": True,
-                         "seed": 0, **(protocol or {})}
+                         "seed": 0, "distractors_in_test_gallery": False, **(protocol or {})}
         self.split_file, self.split_out, self.trial = split_file, split_out, int(trial)
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
@@ -139,7 +141,7 @@ class SINGDataModule(L.LightningDataModule):
             return trials
         trials = make_trials(self.records, self.data_root, num_trials=p["trials"], test_ids=p["test_ids"],
                              val_ids=p["val_ids"], one_camera_ids_in_train=p["one_camera_ids_in_train"],
-                             seed=p["seed"])
+                             seed=p["seed"], distractors_in_test_gallery=bool(p["distractors_in_test_gallery"]))
         self.split_meta = {"dataset": self.name, "protocol": {k: str(v) for k, v in p.items()},
                            "mlr": {k: str(v) for k, v in self.mlr.items()}}
         if self.split_out:
@@ -187,7 +189,7 @@ class SINGDataModule(L.LightningDataModule):
         wanted = set(ids)
         probes = [r for r in self.records if r.genuine_lr and r.pid in wanted]
         by_name = {str(Path(r.path).relative_to(self.data_root)): r for r in self.records if not r.genuine_lr}
-        g_recs = [by_name[gallery[p]] for p in sorted(ids)]
+        g_recs = [by_name[gallery[p]] for p in sorted(gallery)]  # the people of ``ids`` plus any distractors
         p_imgs, g_imgs = self._load([r.path for r in probes]), self._load([r.path for r in g_recs])
 
         def areas(imgs: list) -> torch.Tensor:

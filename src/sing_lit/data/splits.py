@@ -48,6 +48,7 @@ def make_trials(
     val_ids: int | float = 0.2,
     one_camera_ids_in_train: bool = True,
     seed: int = 0,
+    distractors_in_test_gallery: bool = False,
 ) -> list[Trial]:
     """Draw ``num_trials`` seeded identity splits.
 
@@ -55,12 +56,20 @@ def make_trials(
     (VIPeR 316/316, CAVIAR 25/25, PRID 100/100); an int takes that many (CUHK03's 100).
     ``val_ids`` (a count, or a fraction of the remaining two-view people) are held out of
     training for model selection and the fusion stage's sigma.
+
+    ``distractors_in_test_gallery``: people seen in the HR view only join every trial's test
+    gallery (one image each) instead of training - GRID's literature protocol (Loy et al. 2009),
+    125 probes against 125 + 775 gallery images. People seen in the LR view only still follow
+    ``one_camera_ids_in_train``.
     """
     if num_trials < 1:
         raise DatasetError(f"protocol.trials must be >= 1, got {num_trials}")
     lr, hr = _views(records)
     both = sorted(set(lr) & set(hr))
     single = sorted((set(lr) | set(hr)) - set(both))
+    distractors = sorted(set(hr) - set(both)) if distractors_in_test_gallery else []
+    if distractors:
+        single = [p for p in single if p not in set(distractors)]
     if len(both) < 4:
         raise DatasetError(
             f"the dataset at {root} has {len(both)} people with images in both the LR and the HR view; "
@@ -86,13 +95,15 @@ def make_trials(
         test, val, train = sorted(order[:n_test]), sorted(order[n_test:n_test + n_val]), order[n_test + n_val:]
         train = sorted(train + (single if one_camera_ids_in_train else []))
 
-        trials.append(Trial(train=train, val=val, test=test, val_gallery=_draw_gallery(val, hr, rng, root),
-                            test_gallery=_draw_gallery(test, hr, rng, root)))
+        val_gallery, test_gallery = _draw_gallery(val, hr, rng, root), _draw_gallery(test, hr, rng, root)
+        test_gallery.update(_draw_gallery(distractors, hr, rng, root))  # drawn last: the draws above stay as they were
+        trials.append(Trial(train=train, val=val, test=test, val_gallery=val_gallery, test_gallery=test_gallery))
     return trials
 
 
 def _draw_gallery(ids: list[int], hr: dict[int, list[str]], rng: np.random.Generator, root: Path) -> dict[int, str]:
-    """One random HR image per person (relative path), the single-shot gallery."""
+    """One random HR image per person (relative path), the single-shot gallery (keys: the gallery's people,
+    the test people first and then any distractors)."""
     return {p: str(Path(hr[p][int(rng.integers(len(hr[p])))]).relative_to(root)) for p in ids}
 
 

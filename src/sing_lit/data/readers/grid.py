@@ -5,10 +5,18 @@ Two layouts are read:
 - the original download, ``underground_reid/probe`` (250 people, genuinely LR:
   ``genuine_lr=True``) and ``underground_reid/gallery`` (the same 250 people in HR plus 775
   distractors named ``0000_...``);
-- a flat folder of the same file names (probe/gallery split lost). Then, for every person seen
-  two or more times, the image with the smallest box area ``W*H`` (from the file name; ties go
-  to the first name in sorted order) is marked ``genuine_lr`` - the probe view is the far,
-  smaller one. People seen once are HR distractors.
+- a flat folder of the same file names (probe/gallery split lost). Then ``probe`` decides which
+  image of a person seen two or more times is the probe (``genuine_lr``):
+
+  - ``"smaller_box"`` (default): the image with the smallest box area ``W*H`` (from the file
+    name; ties go to the first name in sorted order) - the far, smaller view;
+  - ``"lower_camera"``: the image from the lowest camera number ``C`` (ties: first name). Every
+    GRID pair is seen by two adjacent cameras (1-2, 2-3, 4-5, 5-6), lower number first in the
+    original probe folder (``probe/0001_1_...`` vs ``gallery/0001_2_...``), and 755 of the 775
+    distractors are in cameras 2, 3 and 5, each the higher camera of a pair (the gallery side). This is the
+    camera-role split the literature's protocol needs (``data=grid_standard``).
+
+  People seen once are HR distractors either way.
 
 Distractors named ``0000`` are all different people, so each gets its own id
 ``DISTRACTOR_PID_OFFSET + k`` (k = rank of its file name), above every real 4-digit id.
@@ -51,6 +59,7 @@ EXAMPLE = "PPPP_C_FFFFF_X_Y_W_H.jpeg, e.g. 0001_1_25004_107_32_106_221.jpeg"
 DISTRACTOR_PID = 0
 DISTRACTOR_PID_OFFSET = 10_000
 NUM_CAMERAS = 8
+PROBE_RULES = ("smaller_box", "lower_camera")
 
 
 def _split_dir(root: Path) -> Path | None:
@@ -91,7 +100,7 @@ def _read_split(folder: Path) -> list[ImageRecord]:
     return records
 
 
-def _read_flat(root: Path) -> list[ImageRecord]:
+def _read_flat(root: Path, probe: str) -> list[ImageRecord]:
     by_pid: dict[int, list[tuple[int, Path, int]]] = defaultdict(list)
     records = []
     for path in image_files(root):
@@ -100,21 +109,28 @@ def _read_flat(root: Path) -> list[ImageRecord]:
             records.append(ImageRecord(str(path), pid, cam))
         else:
             by_pid[pid].append((area, path, cam))
+    # smaller_box: key (area, name); lower_camera: key (camera, name)
+    order = (lambda v: (v[0], v[1])) if probe == "smaller_box" else (lambda v: (v[2], v[1]))
     for pid, views in by_pid.items():
-        smallest = min(views, key=lambda v: (v[0], v[1])) if len(views) > 1 else None
-        records += [ImageRecord(str(path), pid, cam, (area, path, cam) == smallest) for area, path, cam in views]
+        chosen = min(views, key=order) if len(views) > 1 else None
+        records += [ImageRecord(str(path), pid, cam, (area, path, cam) == chosen) for area, path, cam in views]
     return records
 
 
-def read_grid(root: str | Path) -> list[ImageRecord]:
+def read_grid(root: str | Path, probe: str = "smaller_box") -> list[ImageRecord]:
     """Read GRID from its original probe/gallery layout or from a flat folder.
+
+    ``probe`` (flat layout only; the original folders say it themselves): ``"smaller_box"`` or
+    ``"lower_camera"``, which image of a pair is the probe, see the module docstring.
 
     Example:
         >>> records = read_grid("/data/grid")  # doctest: +SKIP
         >>> len(records), sum(r.genuine_lr for r in records)  # doctest: +SKIP
         (1275, 250)
     """
+    if probe not in PROBE_RULES:
+        raise ValueError(f"data.reader.probe={probe!r} is not a GRID probe rule; allowed: {', '.join(PROBE_RULES)}")
     root = require_dir(as_root(root), EXPECTED_TREE)
     split = _split_dir(root)
-    records = _read_split(split) if split else _read_flat(root)
+    records = _read_split(split) if split else _read_flat(root, probe)
     return sorted_records(_distinct_distractors(records), root, EXPECTED_TREE)
