@@ -66,7 +66,7 @@ def test_train_defaults_compose_and_resolve(compose_cfg):
     assert cfg.data.name == "synthetic" and cfg.anchor == {"name": "x2", "label": "1/2", "ratio": 0.5}
     assert cfg.data.anchor_ratio == cfg.anchor.ratio
     assert cfg.data.synthetic_stream is True and cfg.model.synthetic_stream is True
-    assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs
+    assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs  # recipe=paper: cosine over the epochs
     assert cfg.model.net.backbone._target_.endswith("SmallCNN") and cfg.model.net.sr_net._target_.endswith("SRNet")
 
 

@@ -239,12 +239,28 @@ def test_reidnet_feature_is_penultimate_fc_and_feeds_classifier():
     net.fc_feat.register_forward_hook(lambda m, i, o: seen.update(fc=o))
     net.classifier.register_forward_pre_hook(lambda m, i: seen.update(cls_in=i[0]))
     x = torch.rand(3, 3, 16, 8)
-    feat, logits = net(x)
-    assert feat.shape == (3, 7) and logits.shape == (3, 5)
-    torch.testing.assert_close(feat, net.bn_feat(seen["fc"]))  # penultimate FC (batch-normalised)
-    torch.testing.assert_close(seen["cls_in"], feat)  # ... is what the last FC classifies
-    torch.testing.assert_close(net.features(x), feat)
+    f_t, logits = net(x)
+    assert f_t.shape == (3, 7) and logits.shape == (3, 5)
+    torch.testing.assert_close(f_t, seen["fc"])  # the triplet loss sees the penultimate FC ...
+    feat = net.features(x)
+    torch.testing.assert_close(feat, net.bn_feat(seen["fc"]))  # ... matched batch-normalised
+    torch.testing.assert_close(seen["cls_in"], feat)  # ... which is what the last FC classifies
     torch.testing.assert_close(logits, net.classifier(feat))
+
+
+def test_bnneck_triplet_before_bn_classifier_after_without_bias():
+    torch.manual_seed(0)
+    backbone = SmallCNN(widths=(4, 8))
+    net = ReIDNet(backbone, num_classes=5, feat_dim=None, neck="bnneck").eval()
+    x = torch.rand(3, 3, 16, 8)
+    f_t, logits = net(x)
+    pooled = backbone((x - net.mean) / net.std).mean((2, 3))  # independent: plain average pooling
+    torch.testing.assert_close(f_t, pooled)
+    bn = net.bn_feat
+    by_hand = (pooled - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    torch.testing.assert_close(net.features(x), by_hand)
+    torch.testing.assert_close(logits, by_hand @ net.classifier.weight.T)
+    assert net.classifier.bias is None and not bn.bias.requires_grad
 
 
 def test_reidnet_needs_two_classes():

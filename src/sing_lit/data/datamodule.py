@@ -15,12 +15,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from sing_lit.data.eval_shard import eval_sampler
-from sing_lit.data.images import load_rgb, resize, scaled_size, to_uint8_tensor
+from sing_lit.data.images import folder_images, load_rgb, resize, scaled_size, to_uint8_tensor
 from sing_lit.data.mlr import build_mlr
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.data.resumable import ResumableLoader
 from sing_lit.data.splits import Trial, load_trials, make_trials, save_trials
-from sing_lit.data.streams import EvalImages, TrainStreams
+from sing_lit.data.streams import EvalImages, IdentityStreams, TrainStreams
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ class SINGDataModule(L.LightningDataModule):
         synthetic_stream: build the x^{h2l} stream (off for the Table 3 ablation).
         seed: the training order and flips are a pure function of (seed, epoch), see
             :class:`sing_lit.data.resumable.ResumableLoader`; ``sing_lit.train`` passes seed + trial.
+        sampler: ``pairs`` (the paper's: item i pairs LR image i with HR image i, any people) or ``pk``
+            (P identities x K items per batch, each an LR and an HR image of one person:
+            :class:`sing_lit.data.streams.IdentityStreams`); ``pk_k`` is K, and batch_size must be a multiple of it.
+        augment: ``pad`` (zero-pad then random crop back, in pixels) and ``erase_p`` (random erasing
+            probability), both off by default; see :mod:`sing_lit.data.augment`.
     """
 
     def __init__(
@@ -75,8 +80,16 @@ class SINGDataModule(L.LightningDataModule):
         upscale: str = "bicubic",
         synthetic_stream: bool = True,
         seed: int = 0,
+        sampler: str = "pairs",
+        pk_k: int = 4,
+        augment: dict | None = None,
     ) -> None:
         super().__init__()
+        if sampler not in ("pairs", "pk"):
+            raise ValueError(f"data.sampler must be 'pairs' or 'pk', got {sampler!r}")
+        if sampler == "pk" and (pk_k < 1 or batch_size % pk_k):
+            raise ValueError(f"data.sampler=pk needs data.batch_size ({batch_size}) to be a multiple of "
+                             f"data.pk_k ({pk_k}) >= 1: a batch is P identities x K images")
         if not 0 < float(anchor_ratio) < 1:
             raise ValueError(f"anchor.ratio must be in (0, 1), got {anchor_ratio}")
         if len(input_size) != 2 or min(input_size) < 8:
@@ -96,6 +109,8 @@ class SINGDataModule(L.LightningDataModule):
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
         self.synthetic_stream, self.seed = synthetic_stream, int(seed)
+        self.sampler, self.pk_k = sampler, int(pk_k)
+        self.augment = {"pad": 0, "erase_p": 0.0, **(augment or {})}
         self.records: list[ImageRecord] = []
         self._ready = False
 
@@ -177,11 +192,19 @@ class SINGDataModule(L.LightningDataModule):
             raise DatasetError(f"trial {self.trial} of {self.name} has {len(tr_lr)} LR and {len(tr_hr)} HR training "
                                "images; SING needs both views in training")
         lr_imgs, hr_imgs = self._load([r.path for r in tr_lr]), self._load([r.path for r in tr_hr])
-        self.train_set = TrainStreams(
+        streams = IdentityStreams if self.sampler == "pk" else TrainStreams
+        extra = {"k": self.pk_k} if self.sampler == "pk" else {}
+        self.train_set = streams(
             self._inputs(lr_imgs, lr=True), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
             self._inputs(hr_imgs, lr=False), self._h2l(hr_imgs) if self.synthetic_stream else None,
-            torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip, seed=self.seed)
+            torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip, seed=self.seed,
+            pad=int(self.augment["pad"]), erase_p=float(self.augment["erase_p"]), **extra)
         self.setup_eval()
+
+    def folder_pairs(self, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x^h, x^h2l) of every image in a folder: extra SR training pairs at the anchor ratio."""
+        imgs = self._load([str(p) for p in folder_images(folder)])
+        return self._inputs(imgs, lr=False), self._h2l(imgs)
 
     def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
         if not ids:
@@ -201,7 +224,9 @@ class SINGDataModule(L.LightningDataModule):
 
     # ---- loaders ---------------------------------------------------------------------
     def train_dataloader(self) -> ResumableLoader:
+        # PK: the identity order is the dataset's own (seed, epoch) permutation; shuffling keys would break P x K.
         return ResumableLoader(self.train_set, batch_size=self.batch_size, seed=self.seed,
+                               shuffle=self.sampler != "pk",
                                num_workers=self.num_workers,
                                epoch_batches=lambda: getattr(self.trainer, "num_training_batches", float("inf")))
 

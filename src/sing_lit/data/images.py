@@ -65,3 +65,17 @@ def scaled_size(size_hw: tuple[int, int], ratio: float) -> tuple[int, int]:
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
     """(3, H, W) uint8 tensor; kept as uint8 so whole datasets stay small in memory."""
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively), sorted; one error if there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"model.sr_init_images={folder} is not a folder; expected a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DatasetError(f"model.sr_init_images={folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return files

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sing_lit.data.augment import augment_views
+
 
 class TrainStreams(Dataset):
     """Item i pairs LR image ``i mod N_l`` with HR image ``i mod N_h`` and its synthetic LR.
@@ -19,19 +21,30 @@ class TrainStreams(Dataset):
     """
 
     def __init__(self, lr: torch.Tensor, lr_label: torch.Tensor, hr: torch.Tensor, h2l: torch.Tensor | None,
-                 hr_label: torch.Tensor, flip: bool = True, seed: int = 0) -> None:
+                 hr_label: torch.Tensor, flip: bool = True, seed: int = 0, pad: int = 0, erase_p: float = 0.0) -> None:
         if len(lr) == 0 or len(hr) == 0:
             raise ValueError(f"training needs LR and HR images, got {len(lr)} LR and {len(hr)} HR")
+        if pad < 0 or not 0 <= erase_p <= 1:
+            raise ValueError(f"data.augment.pad must be >= 0 and data.augment.erase_p in [0, 1], got {pad}, {erase_p}")
         self.lr, self.lr_label, self.hr, self.h2l, self.hr_label = lr, lr_label, hr, h2l, hr_label
         self.flip, self.seed = flip, int(seed) % 2**64  # SeedSequence takes non-negative ints
+        self.pad, self.erase_p = int(pad), float(erase_p)
 
     def __len__(self) -> int:
         return max(len(self.lr), len(self.hr))
 
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
         i = int(key) % len(self)
-        li, hi = i % len(self.lr), i % len(self.hr)
-        lr, hr = self.lr[li], self.hr[hi]
+        return self.item(key, i % len(self.lr), i % len(self.hr))
+
+    def item(self, key: int, li: int, hi: int, lr_from_h2l: bool = False) -> dict[str, torch.Tensor]:
+        """The training item of LR image ``li`` and HR image ``hi``, flipped and augmented by (seed, key).
+
+        ``lr_from_h2l``: the LR slot holds the synthetic LR of HR image ``li`` (a person seen in HR only).
+        """
+        lr = self.h2l[li] if lr_from_h2l else self.lr[li]
+        lr_label = self.hr_label[li] if lr_from_h2l else self.lr_label[li]
+        hr = self.hr[hi]
         h2l = self.h2l[hi] if self.h2l is not None else None
         if self.flip:
             flip_lr, flip_hr = np.random.default_rng([self.seed, int(key)]).random(2) < 0.5
@@ -40,10 +53,57 @@ class TrainStreams(Dataset):
             if flip_hr:
                 hr = hr.flip(-1)
                 h2l = h2l.flip(-1) if h2l is not None else None
-        item = {"lr": lr, "lr_label": self.lr_label[li], "hr": hr, "hr_label": self.hr_label[hi]}
+        if self.pad or self.erase_p:
+            rng = np.random.default_rng([self.seed, int(key), 1])  # its own stream: flips stay as without it
+            (lr,) = augment_views([lr], rng, self.pad, self.erase_p)
+            hr, h2l = augment_views([hr, h2l], rng, self.pad, self.erase_p)
+        item = {"lr": lr, "lr_label": lr_label, "hr": hr, "hr_label": self.hr_label[hi]}
         if h2l is not None:
             item["h2l"] = h2l
         return item
+
+
+class IdentityStreams(TrainStreams):
+    """PK sampling over the same images: batches of P identities x K items, each item an LR and an HR
+    image of one person, so every batch holds both resolutions of the same people (what a
+    cross-resolution triplet loss needs; Hermans et al. 2017).
+
+    An epoch is every identity that has an HR training image, K times: keys ``epoch * len + i`` with
+    ``i // K`` indexing a permutation of the identities drawn from (seed, epoch), and the images of the
+    K items drawn from (seed, key). Read it with an unshuffled :class:`~sing_lit.data.resumable.ResumableLoader`
+    and ``batch_size = P * K``. A person seen in HR only fills the LR slot with the synthetic LR of one of
+    their HR images; a person seen in LR only has no HR image to pair with and is left out.
+    """
+
+    def __init__(self, *args, k: int = 4, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if k < 1:
+            raise ValueError(f"data.pk_k must be >= 1, got {k}")
+        self.k = int(k)
+        hr_of: dict[int, list[int]] = {}
+        lr_of: dict[int, list[int]] = {}
+        for i, y in enumerate(self.hr_label.tolist()):
+            hr_of.setdefault(y, []).append(i)
+        for i, y in enumerate(self.lr_label.tolist()):
+            lr_of.setdefault(y, []).append(i)
+        self.ids = sorted(hr_of)
+        self.hr_of, self.lr_of = hr_of, lr_of
+        if self.h2l is None and any(y not in lr_of for y in self.ids):
+            raise ValueError("PK sampling of people seen in HR only needs the synthetic-LR stream "
+                             "(data.synthetic_stream=true)")
+
+    def __len__(self) -> int:
+        return len(self.ids) * self.k
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        epoch, i = divmod(int(key), len(self))
+        person = self.ids[int(np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.ids))[i // self.k])]
+        rng = np.random.default_rng([self.seed, int(key), 3])
+        hrs, lrs = self.hr_of[person], self.lr_of.get(person)
+        hi = hrs[int(rng.integers(len(hrs)))]
+        if lrs:
+            return self.item(key, lrs[int(rng.integers(len(lrs)))], hi)
+        return self.item(key, hrs[int(rng.integers(len(hrs)))], hi, lr_from_h2l=True)
 
 
 class EvalImages(Dataset):

@@ -5,47 +5,73 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+NECKS = ("fc", "bnneck")
+
 
 class ReIDNet(nn.Module):
-    """Backbone, global pooling, the penultimate FC (the re-id feature) and the last FC (F_c).
+    """Backbone, global pooling, a neck that gives the re-id feature, and the last FC (F_c).
 
-    The feature is batch-normalised after the FC, so L2 matching on it is well scaled
-    across identities and anchors; the classifier reads the same feature, as in the paper
-    ("the penultimate FC layer outputs the re-id feature, which is then fed into the last
-    FC layer for identity classification").
+    Necks:
+        ``fc`` (the paper's): the penultimate FC, batch-normalised, is the re-id feature and feeds
+            the classifier ("the penultimate FC layer outputs the re-id feature, which is then fed
+            into the last FC layer for identity classification").
+        ``bnneck`` (Luo et al. 2019, "Bag of Tricks"): the pooled feature (optionally reduced by a
+            bias-free FC to ``feat_dim``) is the metric-learning feature f_t; a BN layer with a frozen
+            zero shift gives f_i, which a bias-free classifier reads and which is matched at test time.
+            Triplet and cross-entropy then act on different spaces and stop pulling against each other.
+
+    :meth:`embed` returns (f_t, f_i): the feature the triplet loss sees and the one matched at test
+    time and classified. With ``fc`` both are the BN'd FC output's input and output.
 
     Args:
         backbone: a module mapping images (B, 3, H, W) to feature maps (B, C, h, w) with an
             ``out_channels`` attribute.
         num_classes: number of training identities.
-        feat_dim: size of the re-id feature.
+        feat_dim: size of the re-id feature (``bnneck``: null keeps the pooled size, no FC).
         dropout: dropout before the classifier.
+        neck: ``fc`` or ``bnneck``.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, feat_dim: int = 256, dropout: float = 0.0) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, feat_dim: int | None = 256, dropout: float = 0.0,
+                 neck: str = "fc") -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"ReIDNet needs at least 2 training identities, got num_classes={num_classes}")
+        if neck not in NECKS:
+            raise ValueError(f"model.net.neck must be one of {list(NECKS)}, got {neck!r}")
+        if neck == "fc" and not feat_dim:
+            raise ValueError("model.net.neck=fc needs model.net.feat_dim > 0")
+        self.neck = neck
         self.backbone = backbone
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc_feat = nn.Linear(backbone.out_channels, feat_dim)
-        self.bn_feat = nn.BatchNorm1d(feat_dim)
+        dim = int(feat_dim) if feat_dim else backbone.out_channels
+        self.fc_feat = nn.Linear(backbone.out_channels, dim, bias=neck == "fc") if feat_dim else nn.Identity()
+        self.bn_feat = nn.BatchNorm1d(dim)
+        if neck == "bnneck":
+            self.bn_feat.bias.requires_grad_(False)  # Luo et al.: a shift would only move the origin of f_i
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(feat_dim, num_classes)
+        self.classifier = nn.Linear(dim, num_classes, bias=neck == "fc")
+        if neck == "bnneck":
+            nn.init.normal_(self.classifier.weight, std=1e-3)
         # Images arrive in [0, 1] (the SR sub-network works in pixel space); F_fe sees them
         # standardised with ImageNet statistics, which pretrained backbones expect.
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f_t, f_i): the metric-learning feature and the matched/classified feature."""
+        f_t = self.fc_feat(self.pool(self.backbone((x - self.mean) / self.std)).flatten(1))
+        return f_t, self.bn_feat(f_t)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """F_fe: the re-id feature used for L2 matching."""
-        pooled = self.pool(self.backbone((x - self.mean) / self.std)).flatten(1)
-        return self.bn_feat(self.fc_feat(pooled))
+        """F_fe: the re-id feature used for matching."""
+        return self.embed(x)[1]
 
     def classify(self, feature: torch.Tensor) -> torch.Tensor:
         """F_c: identity logits from a re-id feature."""
         return self.classifier(self.dropout(feature))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature = self.features(x)
-        return feature, self.classify(feature)
+        """(f_t, logits): what the triplet and the cross-entropy losses see."""
+        f_t, f_i = self.embed(x)
+        return f_t, self.classify(f_i)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import zipfile
@@ -88,7 +89,11 @@ def first_sentence(err: BaseException) -> str:
 def build_net(ckpt: dict[str, Any], path: str | Path) -> SINGNet:
     """Rebuild the anchor's SINGNet from the config stored in its checkpoint and load its weights."""
     meta = ckpt["sing_lit"]
-    net = hydra.utils.instantiate(meta["config"]["model"]["net"])(num_classes=meta["num_classes"])
+    net_cfg = copy.deepcopy(meta["config"]["model"]["net"])
+    # The checkpoint holds every weight: never read pretrained files or the network to rebuild it.
+    if isinstance(net_cfg.get("backbone"), dict) and "pretrained" in net_cfg["backbone"]:
+        net_cfg["backbone"]["pretrained"] = False
+    net = hydra.utils.instantiate(net_cfg)(num_classes=meta["num_classes"])
     state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(state)

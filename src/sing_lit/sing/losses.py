@@ -1,4 +1,4 @@
-"""SING's joint loss for one batch: L = L_reid + alpha * L_sr (Eq. 2-5)."""
+"""SING's joint loss for one batch: L = L_reid + alpha * L_sr (Eq. 2-5), plus the re-id recipe's terms."""
 
 from __future__ import annotations
 
@@ -7,39 +7,72 @@ import torch.nn.functional as F
 
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.cli import UserError
+from sing_lit.sing.triplet import MODES, triplet_loss
+
+SR_REDUCTIONS = ("mean", "sum")
 
 
-def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synthetic_stream: bool) -> dict[str, torch.Tensor]:
+def sr_loss(sr: torch.Tensor, hr: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """L_sr of Eq. (2), averaged over the batch.
+
+    ``sum``: the paper's squared Frobenius norm ||F_sr(x^h2l) - x^h||_F^2 of each image (pixels in [0, 1]).
+    ``mean``: the same divided by the image's values (3 x H x W), so alpha does not depend on the
+    input size; alpha = 1 under ``mean`` equals alpha = 1 / (3 H W) under ``sum`` (1/34,560 at 160x72).
+    """
+    if reduction not in SR_REDUCTIONS:
+        raise ValueError(f"model.sr_loss_reduction must be one of {list(SR_REDUCTIONS)}, got {reduction!r}")
+    per_image = (sr - hr).pow(2).flatten(1)
+    return per_image.sum(1).mean() if reduction == "sum" else per_image.mean()
+
+
+def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synthetic_stream: bool,
+                label_smoothing: float = 0.0, triplet_weight: float = 0.0, triplet_margin: float = 0.3,
+                triplet_mode: str = "cross", sr_loss_reduction: str = "mean") -> dict[str, torch.Tensor]:
     """The SING loss terms for one batch of float images in [0, 1].
 
     L = L_reid + alpha * L_sr (Eq. 5), where L_reid (Eq. 3) sums the batch-mean cross-entropy
-    of the HR, synthetic-LR and LR streams and L_sr (Eq. 2) is the MSE between F_sr(x^{h2l})
-    and x^h. Eq. (2)'s squared Frobenius norm is divided by the pixel count (a per-pixel mean)
-    so alpha does not depend on the input size. Without the synthetic stream (Table 3
+    of the HR, synthetic-LR and LR streams and L_sr (Eq. 2) compares F_sr(x^{h2l}) with x^h
+    (see :func:`sr_loss` for its two reductions). Without the synthetic stream (Table 3
     ablation) both the x^{h2l} cross-entropy and L_sr are gone.
+
+    The re-id recipe (not in the paper) adds label smoothing to every cross-entropy and, with
+    ``triplet_weight > 0``, ``triplet_weight`` times a batch-hard triplet loss on the
+    metric-learning features (see :mod:`sing_lit.sing.triplet`), logged as ``loss_triplet``.
 
     All streams share one forward pass through F_sr and one through F_fe.
     """
+    if triplet_mode not in MODES:
+        raise ValueError(f"model.triplet.mode must be one of {list(MODES)}, got {triplet_mode!r}")
     x_l, x_h = batch["lr"], batch["hr"]
     n_l, n_h = len(x_l), len(x_h)
     if synthetic_stream:
         sr_out = net.super_resolve(torch.cat([x_l, batch["h2l"]]))
         sr_l, sr_h2l = sr_out[:n_l], sr_out[n_l:]
-        _, logits = net.reid_net(torch.cat([x_h, sr_l, sr_h2l]))
+        f_t, logits = net.reid_net(torch.cat([x_h, sr_l, sr_h2l]))
     else:
         sr_l = net.super_resolve(x_l)
-        _, logits = net.reid_net(torch.cat([x_h, sr_l]))
+        f_t, logits = net.reid_net(torch.cat([x_h, sr_l]))
+
+    def ce(lo: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(lo, y, label_smoothing=label_smoothing)
+
     out = {
-        "loss_reid_hr": F.cross_entropy(logits[:n_h], batch["hr_label"]),
-        "loss_reid_lr": F.cross_entropy(logits[n_h:n_h + n_l], batch["lr_label"]),
+        "loss_reid_hr": ce(logits[:n_h], batch["hr_label"]),
+        "loss_reid_lr": ce(logits[n_h:n_h + n_l], batch["lr_label"]),
     }
     loss_reid = out["loss_reid_hr"] + out["loss_reid_lr"]
-    total = loss_reid
     if synthetic_stream:
-        out["loss_reid_h2l"] = F.cross_entropy(logits[n_h + n_l:], batch["hr_label"])
-        out["loss_sr"] = F.mse_loss(sr_h2l, x_h)
+        out["loss_reid_h2l"] = ce(logits[n_h + n_l:], batch["hr_label"])
         loss_reid = loss_reid + out["loss_reid_h2l"]
-        total = loss_reid + alpha * out["loss_sr"]
+    total = loss_reid
+    if triplet_weight > 0 and triplet_mode != "none":
+        lr_labels = torch.cat([batch["lr_label"], batch["hr_label"]]) if synthetic_stream else batch["lr_label"]
+        out["loss_triplet"] = triplet_loss(f_t[:n_h], batch["hr_label"], f_t[n_h:], lr_labels,
+                                           margin=triplet_margin, mode=triplet_mode)
+        total = total + triplet_weight * out["loss_triplet"]
+    if synthetic_stream:
+        out["loss_sr"] = sr_loss(sr_h2l, x_h, sr_loss_reduction)
+        total = total + alpha * out["loss_sr"]
     out["loss_reid"] = loss_reid
     out["loss"] = total
     return out

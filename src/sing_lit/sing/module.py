@@ -11,8 +11,12 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from sing_lit.evaluation.gather import gather_eval_set
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
 from sing_lit.models.sing_net import SINGNet
+from sing_lit.runtime.anchors import load_checkpoint
+from sing_lit.runtime.cli import UserError
 from sing_lit.runtime.rng import rng_states, set_rng_states
-from sing_lit.sing.losses import check_finite, sing_losses
+from sing_lit.sing.losses import SR_REDUCTIONS, check_finite, sing_losses
+from sing_lit.sing.sr_init import gain_over_bicubic, pretrain_sr
+from sing_lit.sing.triplet import MODES
 
 
 class SINGModule(L.LightningModule):
@@ -32,6 +36,17 @@ class SINGModule(L.LightningModule):
             images and their synthetic LR (:func:`sing_lit.baselines.srcnn_training.train_srcnn`), then frozen;
             the re-id net trains on its outputs and alpha must be 0).
         sr_steps, sr_batch_size: the separate SR training's Adam steps and batch size (its learning rate is lr_sr).
+        sr_init_steps: joint training only: > 0 first trains F_sr alone by MSE at the anchor ratio for that many
+            steps (the paper's pre-trained SRCNN initialisation; :mod:`sing_lit.sing.sr_init`, cached), then SING
+            trains it jointly. ``sr_init_images``: a folder whose images join the trial's HR training images there.
+        label_smoothing: of every cross-entropy term (Luo et al. 2019 use 0.1).
+        triplet_weight, triplet_margin, triplet_mode: weight (0 = off), margin and mode (``cross``: LR anchors
+            against HR images and back; ``all``) of a batch-hard triplet loss (:mod:`sing_lit.sing.triplet`).
+        sr_loss_reduction: Eq. (2)'s reduction, ``mean`` (per pixel; alpha independent of the input size) or
+            ``sum`` (the paper's squared Frobenius norm per image); see :func:`sing_lit.sing.losses.sr_loss`.
+        scheduler_interval: ``epoch`` or ``step``: when the scheduler is stepped.
+        init_from: a sing_lit checkpoint whose weights initialise ``init_parts`` (``fe``: F_fe, the backbone
+            and neck, not the classifier; ``sr``: F_sr) — e.g. a re-id net trained on a source dataset.
     """
 
     def __init__(
@@ -48,6 +63,16 @@ class SINGModule(L.LightningModule):
         sr_training: str = "joint",
         sr_steps: int = 300,
         sr_batch_size: int = 32,
+        sr_init_steps: int = 0,
+        sr_init_images: str | None = None,
+        label_smoothing: float = 0.0,
+        triplet_weight: float = 0.0,
+        triplet_margin: float = 0.3,
+        triplet_mode: str = "cross",
+        sr_loss_reduction: str = "mean",
+        scheduler_interval: str = "epoch",
+        init_from: str | None = None,
+        init_parts: tuple[str, ...] | list[str] = ("fe", "sr"),
     ) -> None:
         super().__init__()
         if sr_training not in ("joint", "separate"):
@@ -56,9 +81,27 @@ class SINGModule(L.LightningModule):
             raise ValueError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
         if lr_sr < 0 or lr_reid <= 0:
             raise ValueError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        if not 0 <= label_smoothing < 1 or triplet_weight < 0 or triplet_margin < 0:
+            raise ValueError(f"model.label_smoothing must be in [0, 1) and model.triplet_weight, "
+                             f"model.triplet_margin >= 0, got {label_smoothing}, {triplet_weight}, {triplet_margin}")
+        if triplet_mode not in MODES or sr_loss_reduction not in SR_REDUCTIONS:
+            raise ValueError(f"model.triplet_mode must be one of {list(MODES)} and model.sr_loss_reduction one of "
+                             f"{list(SR_REDUCTIONS)}, got {triplet_mode!r}, {sr_loss_reduction!r}")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if sr_init_steps < 0:
+            raise ValueError(f"model.sr_init_steps must be >= 0, got {sr_init_steps}")
+        # init_parts (a ListConfig from Hydra) is used here only; checkpoints must load with weights_only=True
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "init_parts"])
         self.net = net(num_classes=num_classes)
         self.sr_training = sr_training
+        if init_from:
+            init_weights(self.net, init_from, list(init_parts))
+        if sr_init_steps and (self.net.sr_net is None or sr_training != "joint"):
+            raise ValueError("model.sr_init_steps > 0 initialises F_sr for joint training: it needs an SR network "
+                             f"and model.sr_training=joint, got sr_net={self.net.sr_net is not None}, {sr_training}")
+        if sr_init_steps:
+            self.register_buffer("sr_trained", torch.tensor(False))
         if sr_training == "separate":
             if self.net.sr_net is None:
                 raise ValueError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
@@ -90,19 +133,37 @@ class SINGModule(L.LightningModule):
         self._rng_to_restore = checkpoint.get("rng_states")
 
     def on_fit_start(self) -> None:
-        if self.sr_training != "separate" or bool(self.sr_trained):
+        separate = self.sr_training == "separate"
+        if not hasattr(self, "sr_trained") or bool(self.sr_trained):
             return
-        from sing_lit.baselines.srcnn_training import train_srcnn
-
-        streams = self.trainer.datamodule.train_set
-        stats = train_srcnn(self.net.sr_net, streams.hr, streams.h2l, steps=self.hparams.sr_steps,
-                            lr=self.hparams.lr_sr, batch_size=self.hparams.sr_batch_size,
-                            seed=torch.initial_seed())
+        dm = self.trainer.datamodule
+        hr, h2l = dm.train_set.hr, dm.train_set.h2l
+        if h2l is None:
+            raise ValueError("training F_sr alone needs the synthetic-LR images: set data.synthetic_stream=true")
+        extra = self.hparams.get("sr_init_images")
+        if extra and not separate:
+            x_h, x_h2l = dm.folder_pairs(extra)
+            hr, h2l = torch.cat([hr, x_h]), torch.cat([h2l, x_h2l])
+        steps = self.hparams.sr_steps if separate else self.hparams.sr_init_steps
+        key = {"data": dm.signature(), "ratio": dm.anchor_ratio, "sr_net": self.meta.get("config", {}).get(
+            "model", {}).get("net", {}).get("sr_net"), "extra": str(extra) if extra and not separate else None}
+        stats = pretrain_sr(self.net.sr_net, hr, h2l, steps=steps, lr=self.hparams.lr_sr,
+                            batch_size=self.hparams.sr_batch_size, seed=torch.initial_seed(),
+                            cache_dir=getattr(dm, "cache_dir", None), key_parts=key)
+        if separate:
+            self.net.sr_net.requires_grad_(False)
+        val = dm.eval_sets.get("val")
+        if val is not None:
+            gallery = val[1]
+            stats["val"] = gain_over_bicubic(self.net.sr_net, gallery.h2l, gallery.images)
         self.sr_trained.fill_(True)
-        self.meta["sr_separate"] = stats
-        print(f"separate SR training: {stats['steps']} steps, MSE {stats['loss_first']:.4f} -> "
-              f"{stats['loss_last']:.4f}, PSNR on the training pairs {stats['psnr_before']:.2f} -> "
-              f"{stats['psnr_after']:.2f} dB")
+        self.meta["sr_separate" if separate else "sr_init"] = stats
+        where = "cached" if stats["cached"] else f"{stats['steps']} steps"
+        msg = f"{'separate SR training' if separate else 'SR initialisation'} ({where}): PSNR on the training pairs " \
+              f"{stats['psnr_before']:.2f} -> {stats['psnr_after']:.2f} dB"
+        if "val" in stats:
+            msg += f"; val gallery {stats['val']['psnr_sr']:.2f} dB vs bicubic {stats['val']['psnr_bicubic']:.2f} dB"
+        print(msg)
 
     def on_train_start(self) -> None:
         states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
@@ -116,7 +177,11 @@ class SINGModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         batch = {k: self.to_float(v) for k, v in batch.items()}
-        losses = sing_losses(self.net, batch, self.alpha, self.synthetic_stream)
+        h = self.hparams
+        losses = sing_losses(self.net, batch, self.alpha, self.synthetic_stream,
+                             label_smoothing=h.get("label_smoothing", 0.0), triplet_weight=h.get("triplet_weight", 0.0),
+                             triplet_margin=h.get("triplet_margin", 0.3), triplet_mode=h.get("triplet_mode", "cross"),
+                             sr_loss_reduction=h.get("sr_loss_reduction", "mean"))
         check_finite(losses, self.global_step, self.current_epoch, batch_idx)
         # sync_dist: under DDP the logged losses are the mean over ranks (a no-op on one process)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
@@ -182,4 +247,33 @@ class SINGModule(L.LightningModule):
         optimizer = self.optimizer_fn(groups)
         if self.scheduler_fn is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_fn(optimizer), "interval": "epoch"}}
+        interval = self.hparams.get("scheduler_interval", "epoch")
+        # A per-step schedule spans the whole budget, whatever trainer.max_epochs / max_steps say.
+        extra = {"total_steps": int(self.trainer.estimated_stepping_batches)} if interval == "step" else {}
+        scheduler = self.scheduler_fn(optimizer, **extra)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+
+def init_weights(net: SINGNet, path: str, parts: list[str]) -> None:
+    """Copy F_fe (backbone and neck, not the classifier) and/or F_sr from a sing_lit checkpoint."""
+    bad = sorted(set(parts) - {"fe", "sr"})
+    if bad or not parts:
+        raise ValueError(f"model.init_parts must be a non-empty subset of ['fe', 'sr'], got {list(parts)}")
+    state = load_checkpoint(path)["state_dict"]
+    mine = net.state_dict()
+    prefixes = {"fe": "reid_net.", "sr": "sr_net."}
+    for part in parts:
+        keys = [k for k in mine if k.startswith(prefixes[part]) and not k.startswith("reid_net.classifier.")]
+        if part == "sr" and net.sr_net is None:
+            raise UserError("model.init_parts has 'sr' but this net has no SR sub-network (sr=none); drop it")
+        theirs = {k: state.get("net." + k) for k in keys}
+        missing = [k for k, v in theirs.items() if v is None]
+        if missing:
+            raise UserError(f"model.init_from={path} has no {part} weights for this net (e.g. {missing[0]}); "
+                            f"it was trained with another {'backbone or neck' if part == 'fe' else 'SR net'}")
+        for k, v in theirs.items():
+            if v.shape != mine[k].shape:
+                raise UserError(f"model.init_from={path}: {k} has shape {tuple(v.shape)}, this net's is "
+                                f"{tuple(mine[k].shape)}; train with the same backbone, neck and feat_dim")
+        net.load_state_dict(theirs, strict=False)
+

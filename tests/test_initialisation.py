@@ -1,0 +1,79 @@
+"""Initialising SING: F_sr pre-trained by MSE (cached) and F_fe / F_sr copied from another checkpoint."""
+
+from __future__ import annotations
+
+import hydra
+import lightning as L
+import pytest
+import torch
+
+from sing_lit.runtime.anchors import build_net, load_checkpoint
+from sing_lit.sing.sr_init import psnr_db
+
+
+def _fit(cfg, cache=None):
+    overrides = {"cache_dir": str(cache)} if cache else {}
+    dm = hydra.utils.instantiate(cfg.data, trial=0, split_out=None, seed=0, **overrides)
+    dm.setup("fit")
+    model = hydra.utils.instantiate(cfg.model, num_classes=dm.num_classes)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+    torch.manual_seed(0)
+    trainer.fit(model, datamodule=dm)
+    return model, dm
+
+
+def test_sr_init_trains_once_per_ratio_then_reuses_the_cache(tiny_cfg, tmp_path, capsys):
+    cfg = tiny_cfg("+anchor=1/3", "model.sr_init_steps=30", "model.net.sr_net.channels=[8,4]")
+    first, dm = _fit(cfg, tmp_path / "c")
+    stats = first.meta["sr_init"]
+    assert not stats["cached"] and stats["psnr_after"] > stats["psnr_before"]
+    # its validation PSNR gain, checked against PSNR computed here from the val gallery
+    gallery = dm.eval_sets["val"][1]
+    assert stats["val"]["psnr_bicubic"] == pytest.approx(psnr_db(gallery.h2l.float() / 255, gallery.images.float() / 255))
+    second, _ = _fit(cfg, tmp_path / "c")
+    assert second.meta["sr_init"]["cached"]
+    assert "SR initialisation (cached)" in capsys.readouterr().out
+    # F_sr then trains jointly: it is in the optimiser and has gradients
+    assert all(p.requires_grad for p in second.net.sr_net.parameters())
+    other, _ = _fit(tiny_cfg("+anchor=1/2", "model.sr_init_steps=30", "model.net.sr_net.channels=[8,4]"),
+                    tmp_path / "c")
+    assert not other.meta["sr_init"]["cached"]  # another ratio is another SR problem
+
+
+def test_init_from_copies_fe_and_sr_but_not_the_classifier(tiny_cfg, tmp_path, run_cli):
+    src_run = tmp_path / "src"
+    proc = run_cli(["debug=tiny", "model.net.sr_net.channels=[8,4]", f"hydra.run.dir={src_run}", "logger=[]",
+                    "~callbacks.pictures"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = src_run / "trial_0" / "checkpoints" / "last.ckpt"
+    theirs = build_net(load_checkpoint(ckpt), ckpt).state_dict()
+    cfg = tiny_cfg("model.net.sr_net.channels=[8,4]", f"model.init_from={ckpt}", "data.reader.num_ids=24")
+    model = hydra.utils.instantiate(cfg.model, num_classes=7)  # another dataset: another classifier size
+    mine = model.net.state_dict()
+    copied = [k for k in mine if not k.startswith("reid_net.classifier.")]
+    assert copied and all(torch.equal(mine[k], theirs[k]) for k in copied)
+    only_fe = hydra.utils.instantiate(tiny_cfg("model.net.sr_net.channels=[8,4]", f"model.init_from={ckpt}",
+                                               "model.init_parts=[fe]").model, num_classes=7).net.state_dict()
+    assert not all(torch.equal(only_fe[k], theirs[k]) for k in only_fe if k.startswith("sr_net."))
+    with pytest.raises(Exception, match="has shape"):  # Hydra wraps errors raised while instantiating
+        hydra.utils.instantiate(tiny_cfg("model.net.sr_net.channels=[6,4]", f"model.init_from={ckpt}").model,
+                                num_classes=7)
+    with pytest.raises(Exception, match="no SR sub-network"):
+        hydra.utils.instantiate(tiny_cfg("sr=none", f"model.init_from={ckpt}").model, num_classes=7)
+    with pytest.raises(Exception, match="does not exist"):
+        hydra.utils.instantiate(tiny_cfg(f"model.init_from={tmp_path / 'nope.ckpt'}").model, num_classes=7)
+
+
+def test_consumers_rebuild_a_pretrained_net_without_reading_weight_files(tiny_cfg, tmp_path, monkeypatch):
+    from sing_lit.models import mobilenet
+
+    cfg = tiny_cfg("backbone=mobilenet_v2", "~model.net.backbone.widths", "model.net.backbone.width_mult=1.0")
+    module = hydra.utils.instantiate(cfg.model, num_classes=3)
+    ckpt = {"sing_lit": {"config": {"model": {"net": dict(__import__("omegaconf").OmegaConf.to_container(
+        cfg.model.net, resolve=True))}}, "num_classes": 3},
+        "state_dict": {f"net.{k}": v for k, v in module.net.state_dict().items()}}
+    monkeypatch.setattr(mobilenet, "load_imagenet_features",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("read the weight file")))
+    net = build_net(ckpt, tmp_path / "x.ckpt")
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), module.net.state_dict().values()))
