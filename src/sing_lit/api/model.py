@@ -222,6 +222,15 @@ def resolve(source: str | Path | Sequence[str | Path], trial: int) -> tuple[list
     return anchors, None
 
 
+def model_source(value: Any) -> str | list[str]:
+    """The ``model=`` argument of an entry point: one path, or a list of run dirs/checkpoints."""
+    if value is None or value == "":
+        raise UserError("give model=<finished sweep dir | anchor run dir | checkpoint | [run dirs or checkpoints]>")
+    if isinstance(value, (str, Path)):
+        return str(value)
+    return [str(v) for v in value]
+
+
 def load(source: str | Path | Sequence[str | Path], trial: int = 0, sigma: float | None = None,
          batch_size: int = 128) -> SINGModel:
     """Load a trained SING suite for inference on CPU.
