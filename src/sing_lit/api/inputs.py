@@ -65,7 +65,7 @@ class Converter:
                 item = item.convert("RGB")
             return item
         if isinstance(item, np.ndarray):
-            item = torch.from_numpy(np.ascontiguousarray(item))
+            item = torch.from_numpy(np.array(item))  # a copy: the array may be read-only (np.asarray of a PIL image)
             if item.ndim == 3 and item.shape[-1] in (1, 3, 4) and item.shape[0] not in (1, 3, 4):
                 item = item.permute(2, 0, 1)  # an (H, W, C) array, the numpy/PIL layout
         if isinstance(item, torch.Tensor):

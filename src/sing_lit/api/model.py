@@ -10,7 +10,7 @@ Example (a tiny model trained on the built-in benchmark; ``sweep`` is a finished
     >>> q.features.shape[0], q.features.shape[1] == len(lr)          # (anchors, images, feature dim)
     (3, True)
     >>> fused = model.fuse(q, g)                            # Eq. (7) r from the genuine sizes, Eq. (8) weights
-    >>> fused.distances.shape == (len(lr), len(hr)), bool(fused.weights.sum(1).allclose(torch.ones(len(lr))))
+    >>> fused.distances.shape == (len(lr), len(hr)), bool((fused.weights.sum(1) - 1).abs().max() < 1e-9)
     (True, True)
 """
 
@@ -252,8 +252,6 @@ def load(source: str | Path | Sequence[str | Path], trial: int = 0, sigma: float
             raise UserError(f"anchor {a.name} ({a.source}) has no trial {trial}; it has {sorted(a.checkpoints)}")
         ckpts[a.name] = load_checkpoint(a.checkpoints[trial])
         metas[a.name] = ckpts[a.name]["sing_lit"]
-    if len({a.name for a in anchors}) != len(anchors):
-        raise UserError(f"anchors {[str(a.source) for a in anchors]} share a name; fusion needs one anchor per ratio")
     check_trial(anchors, metas, int(trial))
     config = metas[anchors[0].name]["config"]
     data = config["data"]
