@@ -177,7 +177,7 @@ def test_bad_images_and_folders_get_one_error_line_naming_them(mr, sweep, test_s
                           "corrupt")
     victim.unlink()
     deep = sorted(q.rglob("*.png"))[0]
-    Image.fromarray((np.arange(32 * 16, dtype=np.uint16).reshape(32, 16) * 100)).save(deep)
+    Image.fromarray(np.arange(32 * 16, dtype=np.uint16).reshape(32, 16) * 100).save(deep)
     assert_one_error_line(_bad(mr, sweep, tmp_path, f"model={mr}", f"query={q}", f"gallery={g}"), str(deep), "16")
     assert not (tmp_path / "out").exists()
 
