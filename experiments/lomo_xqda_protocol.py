@@ -28,9 +28,9 @@ from hydra import compose, initialize_config_dir
 
 from sing_lit.baselines import NFST, XQDA
 from sing_lit.baselines.lomo import lomo
-from sing_lit.cli import CONFIG_DIR
 from sing_lit.data.images import load_rgb, resize
 from sing_lit.evaluation.ranking import cmc_and_map
+from sing_lit.runtime.cli import CONFIG_DIR
 
 SIZE = (128, 48)
 RANKS = (1, 10, 20)

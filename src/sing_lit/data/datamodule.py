@@ -206,13 +206,26 @@ class SINGDataModule(L.LightningDataModule):
         imgs = self._load([str(p) for p in folder_images(folder)])
         return self._inputs(imgs, lr=False), self._h2l(imgs)
 
-    def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
-        if not ids:
-            return None
+    def eval_records(self, role: str) -> tuple[list[ImageRecord], list[ImageRecord]]:
+        """Probe and gallery records of this trial's ``val`` or ``test`` identities, in the eval sets' order."""
+        if role not in ("val", "test"):
+            raise ValueError(f"role must be 'val' or 'test', got {role!r}")
+        if not hasattr(self, "trials"):
+            self._prepare_records()
+        trial = self.trials[self.trial]
+        ids, gallery = (trial.val, trial.val_gallery) if role == "val" else (trial.test, trial.test_gallery)
+        return self._select(ids, gallery)
+
+    def _select(self, ids: list[int], gallery: dict[int, str]) -> tuple[list[ImageRecord], list[ImageRecord]]:
         wanted = set(ids)
         probes = [r for r in self.records if r.genuine_lr and r.pid in wanted]
         by_name = {str(Path(r.path).relative_to(self.data_root)): r for r in self.records if not r.genuine_lr}
-        g_recs = [by_name[gallery[p]] for p in sorted(gallery)]  # the people of ``ids`` plus any distractors
+        return probes, [by_name[gallery[p]] for p in sorted(gallery)]  # the people of ``ids`` plus any distractors
+
+    def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
+        if not ids:
+            return None
+        probes, g_recs = self._select(ids, gallery)
         p_imgs, g_imgs = self._load([r.path for r in probes]), self._load([r.path for r in g_recs])
 
         def areas(imgs: list) -> torch.Tensor:

@@ -28,6 +28,14 @@ def resample_filter(name: str) -> Image.Resampling:
     return RESAMPLE[name]
 
 
+def _check_size(img: Image.Image, path: str | Path) -> Image.Image:
+    if min(img.size) < MIN_SIDE:
+        raise DatasetError(
+            f"image {path} is {img.size[0]}x{img.size[1]} (w x h); expected at least {MIN_SIDE} px per side"
+        )
+    return img
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     """Open an image fully (so truncation is caught here) and check it is a usable RGB crop."""
     try:
@@ -43,11 +51,38 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DatasetError(
             f"image {path} has mode {mode!r}; expected an RGB image (convert grayscale/RGBA crops to RGB first)"
         )
-    if min(out.size) < MIN_SIDE:
-        raise DatasetError(
-            f"image {path} is {out.size[0]}x{out.size[1]} (w x h); expected at least {MIN_SIDE} px per side"
-        )
-    return out
+    return _check_size(out, path)
+
+
+# Modes that convert to RGB without losing what re-id needs (the conversion is the caller's to log).
+CONVERTIBLE = ("L", "LA", "La", "RGBA", "RGBa", "RGBX", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1")
+HIGH_BIT_DEPTH = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def load_rgb_converting(path: str | Path) -> tuple[Image.Image, str]:
+    """Like :func:`load_rgb`, but grayscale, RGBA, CMYK, ... images are converted to RGB.
+
+    Returns the RGB image and the file's original mode (``"RGB"`` when nothing was converted).
+    16-bit and float images are refused: squeezing them to 8 bits needs a choice of range only
+    their owner can make.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            if mode in HIGH_BIT_DEPTH or any(";16" in str(t.args) for t in img.tile or ()):
+                raise DatasetError(f"image {path} has {mode} pixels with 16 or more bits per channel; "
+                                   "expected an 8-bit image (convert it to 8-bit RGB first)")
+            img.load()
+            out = img.convert("RGB") if mode in CONVERTIBLE or mode == "P" else img.copy()
+    except FileNotFoundError as err:
+        raise DatasetError(f"image not found: {path}") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, DatasetError):
+            raise
+        raise DatasetError(f"unreadable or corrupt image: {path} ({err}); expected a decodable image") from err
+    if out.mode != "RGB":
+        raise DatasetError(f"image {path} has mode {mode!r}, which does not convert to RGB; expected an RGB image")
+    return _check_size(out, path), mode
 
 
 def resize(img: Image.Image, size_hw: tuple[int, int], filter_name: str = "bicubic") -> Image.Image:

@@ -127,6 +127,16 @@ def check_compatible(anchors: list[AnchorRun], metas: dict[str, dict]) -> None:
                                 f"{ref_name}: {meta['data'].get(key)} vs {ref['data'].get(key)}")
 
 
+def check_trial(anchors: list[AnchorRun], metas: dict[str, dict], trial: int) -> None:
+    """Each anchor's trial-``trial`` checkpoint holds its ratio and that trial, and the anchors can be fused."""
+    for a in anchors:
+        if abs(float(metas[a.name]["anchor"]["ratio"]) - a.ratio) > 1e-9 or metas[a.name]["data"]["trial"] != trial:
+            raise UserError(f"anchor {a.name}: checkpoint {a.checkpoints[trial]} holds ratio "
+                            f"{metas[a.name]['anchor']['ratio']} trial {metas[a.name]['data']['trial']}, "
+                            f"expected ratio {a.ratio} trial {trial}")
+    check_compatible(anchors, metas)
+
+
 def sweep_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """The jobs of a Hydra multirun dir: their dirs and task overrides, in job order."""
     sweep_dir = Path(sweep_dir)

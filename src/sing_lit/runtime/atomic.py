@@ -42,23 +42,31 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def build_dir_atomic(final: str | Path, build: Callable[[Path], None]) -> Path:
+def build_dir_atomic(final: str | Path, build: Callable[[Path], None], replace: bool = False) -> Path:
     """Build a folder in a temp dir next to ``final`` and rename it into place.
 
-    If another process finished the same folder first, its result is kept and ours dropped.
+    If another process finished the same folder first, its result is kept and ours dropped;
+    with ``replace`` an existing ``final`` is swapped for the new folder once that is complete
+    (for outputs a user asks for again, like a search's results).
     """
     final = Path(final)
-    if final.exists():
+    if final.exists() and not replace:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         build(tmp)
+        old = None
+        if replace and final.exists():
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old."))
+            os.rename(final, old / final.name)
         try:
             os.rename(tmp, final)
         except OSError:
             if not final.exists():
                 raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -80,3 +80,13 @@ def require_plugins(argv: list[str], find_spec: Callable[[str], Any] | None = No
             if key == group and value in names and not installed(module):
                 print(f"error: {arg} needs the Hydra plugin {install}", file=sys.stderr)
                 sys.exit(2)
+
+
+def alias_args(argv: list[str], aliases: dict[str, str]) -> list[str]:
+    """Rename command-line keys that clash with a config group of the training (``model=<dir>`` of
+    ``sing_lit.search`` would otherwise be read as a choice of ``conf/model/``)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        out.append(f"{aliases[key]}={value}" if sep and key in aliases else arg)
+    return out

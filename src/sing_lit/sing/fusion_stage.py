@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
 from sing_lit.reporting.report import format_table, summarize, table_csv
-from sing_lit.runtime.anchors import AnchorRun, build_net, check_compatible, load_checkpoint
+from sing_lit.runtime.anchors import AnchorRun, build_net, check_trial, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.cli import UserError
 from sing_lit.runtime.run_info import write_run_info
@@ -56,12 +56,7 @@ def anchor_distances(anchors: list[AnchorRun], trial: int) -> dict[str, Any]:
     """Per anchor and role (val/test): the probe x gallery distances, plus ids and r (Eq. 7)."""
     ckpts = {a.name: load_checkpoint(a.checkpoints[trial]) for a in anchors}
     metas = {n: c["sing_lit"] for n, c in ckpts.items()}
-    for a in anchors:
-        if abs(float(metas[a.name]["anchor"]["ratio"]) - a.ratio) > 1e-9 or metas[a.name]["data"]["trial"] != trial:
-            raise UserError(f"anchor {a.name}: checkpoint {a.checkpoints[trial]} holds ratio "
-                            f"{metas[a.name]['anchor']['ratio']} trial {metas[a.name]['data']['trial']}, "
-                            f"expected ratio {a.ratio} trial {trial}")
-    check_compatible(anchors, metas)
+    check_trial(anchors, metas, trial)
     data_cfg = OmegaConf.create(metas[anchors[0].name]["config"]["data"])
     dm = hydra.utils.instantiate(data_cfg, trial=trial, split_out=None)
     dm.setup_eval()
