@@ -91,7 +91,6 @@ def test_separate_sr_is_trained_first_then_frozen(tiny_cfg):
 
 @pytest.mark.parametrize("overrides, match", [
     (["sr=srcnn_separate", "model.alpha=1"], "alpha=0"),
-    (["sr=srcnn_separate", "model.synthetic_stream=false"], "synthetic_stream=true"),
     (["sr=none", "model.sr_training=separate"], "needs an SR network"),
     (["model.sr_training=both"], "'joint' or 'separate'"),
 ])

@@ -105,9 +105,9 @@ class SINGModule(L.LightningModule):
         if sr_training == "separate":
             if self.net.sr_net is None:
                 raise ValueError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
-            if alpha != 0 or not synthetic_stream:
-                raise ValueError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs: it needs "
-                                 f"model.synthetic_stream=true and model.alpha=0, got {synthetic_stream} and {alpha}")
+            if alpha != 0:
+                raise ValueError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs, then freezes "
+                                 f"it: it needs model.alpha=0, got {alpha}")
             if sr_steps < 0 or sr_batch_size < 1:
                 raise ValueError(f"model.sr_steps must be >= 0 and model.sr_batch_size >= 1, got {sr_steps}, "
                                  f"{sr_batch_size}")

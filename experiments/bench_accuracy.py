@@ -1,0 +1,129 @@
+"""Accuracy benchmark: SING fused vs the same recipe with ``sr=none`` vs LOMO+XQDA, on real data. Prints JSON.
+
+    python experiments/bench_accuracy.py data=prid2011 data.root=../shared/data/prid_2011 [--trials 0,1,2]
+    python experiments/bench_accuracy.py data=grid data.root=../shared/data/grid --out experiments/results/grid
+
+For one dataset it runs three anchors (1/2, 1/3, 1/4) plus the fusion stage for two deep models, SING
+(the default F_sr, jointly trained) and the same recipe with ``sr=none`` (bicubic only), and
+``python -m sing_lit.sr_reid`` with bicubic + LOMO + XQDA, fused the same way. Every study runs with the
+defaults of ``conf/`` plus the overrides given here, on the trials asked for. It reports, per model, fused
+rank-1 / mAP (mean ± std over trials), the best single anchor, the CPU seconds and wall-clock seconds
+spent, and writes ``accuracy.json`` and ``accuracy.md`` into ``--out`` (default
+``experiments/results/<dataset>``). A study that finished earlier in ``--runs`` with the same command is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sing_lit.reporting.report import cell, summarize
+from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
+from sing_lit.sing.fusion_stage import BEST, FUSED
+
+REPO = Path(__file__).resolve().parents[1]
+ANCHORS = "1/2,1/3,1/4"
+STUDIES = {  # name -> (label, module, extra overrides)
+    "sing": ("SING fused", "sing_lit.train", []),
+    "bicubic": ("same recipe, sr=none, fused", "sing_lit.train", ["sr=none"]),
+    "lomo_xqda": ("LOMO+XQDA fused", "sing_lit.sr_reid", ["sr_methods=[bicubic]", "reid_methods=[xqda]"]),
+}
+METRICS = ("rank1", "mAP")
+
+
+def git_commit() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout.strip()
+    return sha.strip() + (" (with uncommitted changes)" if dirty else "")
+
+
+def children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def command(study: str, overrides: list[str], trials: list[int], run_dir: Path) -> list[str]:
+    _, module, extra = STUDIES[study]
+    trial_arg = f"trials=[{','.join(map(str, trials))}]"
+    if module == "sing_lit.sr_reid":  # only its own keys: data, trials, seed, and its method choices
+        shared = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in ("data", "seed")]
+        return [sys.executable, "-m", module, *shared, *extra, trial_arg, f"hydra.run.dir={run_dir}"]
+    return [sys.executable, "-m", module, "-m", f"+anchor={ANCHORS}", *overrides, *extra, trial_arg,
+            "ckpt_path=last", f"hydra.sweep.dir={run_dir}"]
+
+
+def run(study: str, overrides: list[str], trials: list[int], runs: Path) -> dict[str, Any]:
+    run_dir = runs / study
+    cmd = command(study, overrides, trials, run_dir)
+    record = run_dir / "bench_study.json"
+    shown = shlex.join(["python", *[c.replace(str(REPO) + "/", "") for c in cmd[1:]]])
+    if record.is_file() and json.loads(record.read_text())["command"] == shown:
+        print(f"[accuracy] {study}: reused {run_dir}", file=sys.stderr)
+        return json.loads(record.read_text())
+    print(f"[accuracy] {study}: {shown}", file=sys.stderr, flush=True)
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO)
+    if proc.returncode != 0:
+        sys.exit(f"error: study {study} failed (exit {proc.returncode}); its error is printed above")
+    out = {"command": shown, "git_commit": git_commit(), "wall_s": round(time.perf_counter() - t0, 1),
+           "cpu_s": round(children_cpu_s() - cpu0, 1)}
+    write_json_atomic(record, out)
+    return out
+
+
+def results(study: str, runs: Path) -> dict[str, Any]:
+    # sr_reid writes one fusion dir per (SR, re-id) method, in the fusion stage's format
+    trials = json.loads((runs / study / ("bicubic_xqda" if study == "lomo_xqda" else "fuse") / "metrics.json")
+                        .read_text())["trials"]
+    fused = summarize([t["rows"][FUSED] for t in trials], METRICS)
+    best = summarize([t["rows"][BEST] for t in trials], METRICS)
+    return {"fused": fused, "best_single_anchor": best, "per_trial_fused_rank1": [t["rows"][FUSED]["rank1"]
+                                                                                    for t in trials]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for every study (data=... data.root=...)")
+    ap.add_argument("--trials", default="0,1,2")
+    ap.add_argument("--studies", default=",".join(STUDIES))
+    ap.add_argument("--runs", type=Path, default=None, help="default: multirun/accuracy/<dataset>")
+    ap.add_argument("--out", type=Path, default=None, help="default: experiments/results/<dataset>")
+    args = ap.parse_args()
+    dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "synthetic")
+    runs = args.runs or REPO / "multirun" / "accuracy" / dataset
+    out = args.out or REPO / "experiments" / "results" / dataset
+    trials = [int(t) for t in args.trials.split(",")]
+    report: dict[str, Any] = {"bench": "accuracy", "dataset": dataset, "trials": trials, "overrides": args.overrides,
+                              "git_commit": git_commit(), "studies": {}}
+    for study in args.studies.split(","):
+        cost = run(study, args.overrides, trials, runs)
+        report["studies"][study] = {"label": STUDIES[study][0], **cost, **results(study, runs)}
+    s = report["studies"]
+    if "sing" in s and "bicubic" in s:
+        report["sing_minus_bicubic_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
+                                                   - s["bicubic"]["fused"]["rank1"]["mean"], 2)
+    if "sing" in s and "lomo_xqda" in s:
+        report["sing_minus_lomo_xqda_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
+                                                     - s["lomo_xqda"]["fused"]["rank1"]["mean"], 2)
+    rows = ["| model | fused r=1 | fused mAP | best single anchor r=1 | CPU s | wall s |", "|---|---|---|---|---|---|"]
+    for v in s.values():
+        rows.append(f"| {v['label']} | {cell(v['fused']['rank1'])} | {cell(v['fused']['mAP'])} | "
+                    f"{cell(v['best_single_anchor']['rank1'])} | {v['cpu_s']:.0f} | {v['wall_s']:.0f} |")
+    md = "\n".join([f"# Accuracy benchmark: {dataset}", "",
+                    f"- git commit: `{report['git_commit']}`; trials {trials}; mean ± std over trials, in %",
+                    *[f"- {k}: `{v['command']}`" for k, v in s.items()], "", *rows, ""])
+    write_json_atomic(out / "accuracy.json", report)
+    write_text_atomic(out / "accuracy.md", md)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
