@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint bench clean
+.PHONY: help install run test test-fast wheel-check lint bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: $(STAMP) ## Run the whole test suite (slow tests included)
 
 test-fast: $(STAMP) ## Tests without the `slow` marker
 	$(PY) -m pytest -q -m "not slow"
+
+wheel-check: $(STAMP) ## Build the wheel, install it into a clean venv outside the repo, train + fuse from elsewhere
+	.ci/wheel_check $(PY)
 
 lint: $(STAMP) ## ruff lint
 	$(PY) -m ruff check src tests experiments

@@ -13,7 +13,19 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-CONFIG_DIR = str(PACKAGE_DIR.parents[1] / "conf")
+
+
+def config_dir(package_dir: Path = PACKAGE_DIR) -> Path:
+    """The configs: ``sing_lit/conf`` in an installed wheel, else the repo's top-level ``conf/``
+    (a checkout, or an editable install, where ``src/sing_lit`` sits two levels below it)."""
+    for candidate in (package_dir / "conf", package_dir.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"sing_lit's configs are missing: neither {package_dir / 'conf'} (a wheel install) "
+                            f"nor {package_dir.parents[1] / 'conf'} (a checkout) holds train.yaml; reinstall sing_lit")
+
+
+CONFIG_DIR = str(config_dir())
 
 log = logging.getLogger("sing_lit")
 
