@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sing_lit.runtime.errors import ConfigError
+
 
 def _psnr(sr: nn.Module, h2l: torch.Tensor, hr: torch.Tensor, batch_size: int) -> float:
     """Mean PSNR (dB) of ``sr(h2l)`` against ``hr`` over all images (uint8 inputs)."""
@@ -47,7 +49,7 @@ def train_srcnn(sr: nn.Module, hr: torch.Tensor, h2l: torch.Tensor, steps: int, 
         raise ValueError(f"train_srcnn needs matching non-empty (N, 3, H, W) hr and h2l, got "
                          f"{tuple(hr.shape)} and {tuple(h2l.shape)}")
     if steps < 0 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"train_srcnn: steps >= 0, batch_size >= 1 and lr > 0 are needed, got steps={steps}, "
+        raise ConfigError(f"train_srcnn: steps >= 0, batch_size >= 1 and lr > 0 are needed, got steps={steps}, "
                          f"batch_size={batch_size}, lr={lr}")
     device = next(sr.parameters()).device
     gen = torch.Generator().manual_seed(int(seed))

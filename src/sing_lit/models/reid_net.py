@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sing_lit.runtime.errors import ConfigError
+
 
 class ReIDNet(nn.Module):
     """Backbone, global pooling, the penultimate FC (the re-id feature) and the last FC (F_c).
@@ -25,7 +27,7 @@ class ReIDNet(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, feat_dim: int = 256, dropout: float = 0.0) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"ReIDNet needs at least 2 training identities, got num_classes={num_classes}")
+            raise ConfigError(f"ReIDNet needs at least 2 training identities, got num_classes={num_classes}")
         self.backbone = backbone
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc_feat = nn.Linear(backbone.out_channels, feat_dim)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from sing_lit.evaluation.ranking import cmc_and_map
+from sing_lit.runtime.errors import ConfigError
 
 METRICS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP")
 
@@ -59,7 +60,7 @@ def _check_ratios(anchor_ratios: Sequence[float]) -> list[float]:
 
 def _check_sigma(sigma: float) -> None:
     if not sigma > 0 or not math.isfinite(sigma):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
+        raise ConfigError(f"sigma must be a finite number > 0, got {sigma}")
 
 
 def fusion_weights(
@@ -154,9 +155,9 @@ def select_sigma(
         in grid order.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise ConfigError(f"metric must be one of {METRICS}, got {metric!r}")
     if len(sigma_grid) == 0:
-        raise ValueError("sigma_grid is empty; give at least one sigma > 0")
+        raise ConfigError("sigma_grid is empty; give at least one sigma > 0")
     for sigma in sigma_grid:
         _check_sigma(sigma)
     _check_fusion_inputs(anchor_dists, r, anchor_ratios)

@@ -11,6 +11,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from sing_lit.evaluation.gather import gather_eval_set
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
 from sing_lit.models.sing_net import SINGNet
+from sing_lit.runtime.errors import ConfigError
 from sing_lit.runtime.rng import rng_states, set_rng_states
 from sing_lit.sing.losses import check_finite, sing_losses
 
@@ -51,22 +52,22 @@ class SINGModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if sr_training not in ("joint", "separate"):
-            raise ValueError(f"model.sr_training must be 'joint' or 'separate', got {sr_training!r}")
+            raise ConfigError(f"model.sr_training must be 'joint' or 'separate', got {sr_training!r}")
         if alpha < 0:
-            raise ValueError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
+            raise ConfigError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
         if lr_sr < 0 or lr_reid <= 0:
-            raise ValueError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
+            raise ConfigError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net(num_classes=num_classes)
         self.sr_training = sr_training
         if sr_training == "separate":
             if self.net.sr_net is None:
-                raise ValueError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
+                raise ConfigError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
             if alpha != 0 or not synthetic_stream:
-                raise ValueError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs: it needs "
+                raise ConfigError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs: it needs "
                                  f"model.synthetic_stream=true and model.alpha=0, got {synthetic_stream} and {alpha}")
             if sr_steps < 0 or sr_batch_size < 1:
-                raise ValueError(f"model.sr_steps must be >= 0 and model.sr_batch_size >= 1, got {sr_steps}, "
+                raise ConfigError(f"model.sr_steps must be >= 0 and model.sr_batch_size >= 1, got {sr_steps}, "
                                  f"{sr_batch_size}")
             # Frozen from the start, so that DDP never expects gradients for it; a buffer records
             # (in every checkpoint) that the separate SR training is done, so a resumed run skips it.
