@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sing_lit.evaluation.gather import gather_eval_set
-from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
+from sing_lit.evaluation.ranking import RANK_METRICS, cmc_and_map, pairwise_l2
+from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.errors import ConfigError
 from sing_lit.runtime.rng import rng_states, set_rng_states
@@ -134,7 +135,7 @@ class SINGModule(L.LightningModule):
             rec["index"] = batch["index"]
         if dataloader_idx == 1:  # per image, so that the mean runs over unique images under DDP
             sr = self.net.super_resolve(self.to_float(batch["h2l"])).float().clamp(0, 1)
-            rec["psnr"] = peak_signal_noise_ratio(sr, image, data_range=1.0, reduction="none", dim=(1, 2, 3))
+            rec["psnr"] = psnr(sr, image)
             rec["ssim"] = structural_similarity_index_measure(sr, image, data_range=1.0, reduction="none")
         self._eval.setdefault(dataloader_idx, []).append(rec)
 
@@ -151,7 +152,7 @@ class SINGModule(L.LightningModule):
         if probe is None or gallery is None:
             return {}
         metrics = cmc_and_map(pairwise_l2(probe["feat"], gallery["feat"]), probe["pid"], gallery["pid"])
-        out = {k: float(metrics[k]) for k in ("rank1", "rank5", "rank10", "rank20", "mAP")}
+        out = {k: float(metrics[k]) for k in RANK_METRICS}
         out["psnr"] = float(gallery["psnr"].double().mean())
         out["ssim"] = float(gallery["ssim"].double().mean())
         self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, add_dataloader_idx=False)
