@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint bench clean
+.PHONY: help install run test test-fast wheel-check lowest lint bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,18 @@ test: $(STAMP) ## Run the whole test suite (slow tests included)
 
 test-fast: $(STAMP) ## Tests without the `slow` marker
 	$(PY) -m pytest -q -m "not slow"
+
+wheel-check: $(STAMP) ## Build the wheel, install it into a clean venv outside the repo, train + fuse from elsewhere
+	.ci/wheel_check $(PY)
+
+lowest: ## Manual check (downloads ~1 GB): the lowest versions pyproject.toml allows, in .venv-lowest, fast tests
+	$(PYTHON) -m venv .venv-lowest
+	.venv-lowest/bin/python -m pip install --quiet --upgrade pip
+	$(PYTHON) -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+	print('\n'.join(re.sub(r'>=([^,]+).*', r'==\1', d) for d in deps))" > .venv-lowest/lowest.txt
+	.venv-lowest/bin/python -m pip install --quiet -c .venv-lowest/lowest.txt -e ".[dev]"
+	.venv-lowest/bin/python -m pip list | grep -iE '^(torch|torchvision|lightning|hydra-core|omegaconf) '
+	.venv-lowest/bin/python -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## ruff lint
 	$(PY) -m ruff check src tests experiments

@@ -35,11 +35,11 @@ from typing import Any
 
 import yaml
 
+from sing_lit.evaluation.ranking import RANK_METRICS as METRICS
 from sing_lit.reporting.paper_tables import (
     FIG6_TEXT,
     PAPER_DATASETS,
     PAPER_NAME,
-    RANKS,
     TABLE1,
     TABLE2,
     TABLE3,
@@ -54,7 +54,6 @@ from sing_lit.runtime.cli import CONFIG_DIR, UserError, run_guarded
 from sing_lit.sing.fusion_stage import FUSED
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = (*RANKS, "mAP")
 STUDIES = {  # name -> (module, multirun)
     "sing": ("sing_lit.train", True),
     "table3_no_synthetic": ("sing_lit.train", True),

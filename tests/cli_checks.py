@@ -1,8 +1,11 @@
-"""Shared assertion for entry points run in a subprocess: a bad input gives one `error:` line."""
+"""Running entry points in tests: in this process through their ``@hydra.main``, and the shared assertion
+for one run in a subprocess (a bad input gives one `error:` line)."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
+import sys
 
 
 def assert_one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -14,3 +17,16 @@ def assert_one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> s
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def call_main(module: str, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """``python -m sing_lit.<module> *args`` in this process: (exit status, stderr)."""
+    main = importlib.import_module(f"sing_lit.{module}").main
+    monkeypatch.setattr(sys, "argv", [f"sing_lit.{module}", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code if isinstance(exit_info.code, int) else 1
+    return code, capsys.readouterr().err

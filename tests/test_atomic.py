@@ -169,3 +169,67 @@ def test_full_disk_during_training_gives_one_error_line(tiny_cfg, tmp_path, monk
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "no space left" in lines[0] and str(checkpoints) in lines[0]
     assert not list(checkpoints.iterdir()) and not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_full_disk_where_errno_has_no_edquot(tmp_path, monkeypatch):
+    """Windows' errno has no EDQUOT: the full-disk error must still be the clear one."""
+    monkeypatch.delattr(errno, "EDQUOT", raising=False)
+
+    def no_space(obj, f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", no_space)
+    with pytest.raises(CheckpointSpaceError, match="no space left"):
+        AtomicCheckpointIO().save_checkpoint(checkpoint(2.0), tmp_path / "last.ckpt")
+
+
+def test_resume_removes_the_temp_file_a_killed_checkpoint_write_left(tmp_path):
+    from omegaconf import OmegaConf
+
+    from sing_lit.runtime.resume import resume_checkpoint
+
+    ckpts = tmp_path / "trial_0" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    backbone = "sing_lit.models.small_cnn.SmallCNN"
+    torch.save({"sing_lit": {"backbone": backbone}, "state_dict": {}}, ckpts / "last.ckpt")
+    (ckpts / ".last.ckpt.k3j9x_2a.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")  # as atomic_path names it
+    (ckpts / ".best.ckpt.0abc.tmp").write_bytes(b"")
+    (ckpts / "notes.tmp").write_bytes(b"the user's")
+    cfg = OmegaConf.create({"ckpt_path": "last", "model": {"net": {"backbone": {"_target_": backbone}}}})
+    path, meta = resume_checkpoint(cfg, 0, tmp_path / "trial_0")
+    assert path == str(ckpts / "last.ckpt") and meta == {"backbone": backbone}
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "notes.tmp"]
+
+
+def test_text_outputs_are_utf8_whatever_the_locale(tmp_path):
+    """A plain ``open(path, "w")`` uses the locale's encoding (ASCII here, cp1252 on many Windows machines)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "table.md"
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    code = ("import sys; from sing_lit.runtime.atomic import write_text_atomic; "
+            "write_text_atomic(sys.argv[1], '| 41.2 \\u00b1 1.3 | 64\\u00b2 |\\n')")
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.read_bytes() == "| 41.2 ± 1.3 | 64² |\n".encode()
+
+
+def test_every_text_write_in_the_package_names_its_encoding():
+    """Every ``open(..., "w"/"a")``, ``Path.open(...)`` for writing and ``write_text`` in src/ says encoding=."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    missing = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or any(k.arg == "encoding" for k in node.keywords):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            modes = [a.value for a in [*node.args, *(k.value for k in node.keywords if k.arg == "mode")]
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            writes_text = any(set(m) & set("wax") and "b" not in m and len(m) <= 3 for m in modes)
+            if name == "write_text" or (name == "open" and writes_text):
+                missing.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert missing == []

@@ -18,24 +18,12 @@ import pytest
 import torch
 import yaml
 
+from cli_checks import call_main
 from sing_lit.runtime.cli import CONFIG_DIR
 from tiny_prid import PRID_TINY, write_bad_image, write_tiny_prid
 
 BAD_IMAGES = ("grayscale", "rgba", "1x1", "corrupt_jpeg")
 SMALL_SYNTHETIC = ["debug=tiny", "model.net.sr_net.channels=[8,4]", "logger=[]", "~callbacks.pictures"]
-
-
-def call_main(module: str, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """``python -m sing_lit.<module> *args`` in this process: (exit status, stderr)."""
-    main = importlib.import_module(f"sing_lit.{module}").main
-    monkeypatch.setattr(sys, "argv", [f"sing_lit.{module}", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_info:
-        code = exit_info.code if isinstance(exit_info.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 def one_error_line(code: int, err: str, *names: str) -> str:

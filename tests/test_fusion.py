@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from sing_lit.sing.fusion import (
-    evaluate_subsets,
     fuse_distances,
     fusion_weights,
     mean_fusion,
     resolution_ratio,
     select_sigma,
 )
+from sing_lit.sing.fusion_stage import fuse_precomputed
 
 ANCHORS = (1 / 2, 1 / 3, 1 / 4)
 PROBE_HW = np.array([(32, 16), (43, 21), (64, 32), (40, 20), (50, 25), (30, 14)] * 5)
@@ -128,17 +128,16 @@ def test_select_sigma_ties_go_to_smallest():
     assert best == 0.5 and len({row["rank1"] for row in curve}) == 1
 
 
-def test_evaluate_subsets_match_numpy(problem):
+def test_table4_subsets_match_numpy(problem):
+    """The subset rows of the fusion stage (what table4.md and metrics.json's ``table4`` hold), with sigma
+    fixed at 0.1 by a one-point grid, against a NumPy reference of Eq. (6)-(8)."""
     dists, probe_pids, gallery_pids = problem
     r = resolution_ratio(torch.from_numpy(PROBE_HW.prod(1)), torch.from_numpy(GALLERY_HW.prod(1)))
-    out = evaluate_subsets(
-        torch.from_numpy(dists),
-        r,
-        ANCHORS,
-        torch.from_numpy(probe_pids),
-        torch.from_numpy(gallery_pids),
-        0.1,
-    )
+    role = {"dists": torch.from_numpy(dists), "q_pid": torch.from_numpy(probe_pids),
+            "g_pid": torch.from_numpy(gallery_pids), "r": r}
+    result = fuse_precomputed({"val": role, "test": role}, list(ANCHORS), ["x2", "x3", "x4"], 0, [0.1], "rank1")
+    out = result["subsets"]
+    assert set(result["sigma_per_subset"].values()) == {0.1}
     names = ["M1/2", "M1/3", "M1/4", "M1/2+M1/3", "M1/2+M1/4", "M1/3+M1/4", "M1/2+M1/3+M1/4"]
     assert list(out) == names
     subsets = [s for k in (1, 2, 3) for s in itertools.combinations(range(3), k)]
@@ -162,7 +161,7 @@ def test_errors():
     with pytest.raises(ValueError, match="A = 3"):
         select_sigma(d, r, ANCHORS, pids[:2], pids, [1.0])
     with pytest.raises(ValueError, match=r"r must be \(2,\)"):
-        evaluate_subsets(d, torch.ones(3), (0.5, 0.25), pids[:2], pids, 1.0)
+        select_sigma(d, torch.ones(3), (0.5, 0.25), pids[:2], pids, [1.0])
     with pytest.raises(ValueError, match="rank1.*mAP"):
         select_sigma(d, r, (0.5, 0.25), pids[:2], pids, [1.0], metric="rank2")
     with pytest.raises(ValueError, match="sigma"):

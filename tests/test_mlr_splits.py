@@ -146,19 +146,23 @@ def test_protocol_needs_people_in_both_views(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "prid_2011").is_dir(), reason="../shared/data/prid_2011 absent")
-def test_shipped_prid_split_matches_the_real_data(tmp_path):
+@pytest.mark.parametrize("through_link", [False, True], ids=["as_is", "through_a_symlink"])
+def test_shipped_prid_split_matches_the_real_data(tmp_path, through_link):
     from sing_lit.data.readers.prid2011 import read_prid2011
     from sing_lit.runtime.cli import PACKAGE_DIR
 
     root = SHARED / "prid_2011"
+    if through_link:  # datasets on mounted disks are usually reached through a link
+        (tmp_path / "link").symlink_to(root, target_is_directory=True)
+        root = tmp_path / "link"
     out, ratio_of = build_mlr(read_prid2011(root), tmp_path, "prid2011", lr_camera=0, seed=0)
     assert len(ratio_of) == 385  # all of cam_a
-    trials, meta = load_trials(PACKAGE_DIR / "splits" / "prid2011.json", out, root.resolve())
+    trials, meta = load_trials(PACKAGE_DIR / "splits" / "prid2011.json", out, root)
     assert len(trials) == 10
     for t in trials:
         assert len(t.test) == 100 and all(1 <= p <= 200 for p in t.test)
         assert all(name.startswith("single_shot/cam_b/") for name in t.test_gallery.values())
     # The shipped file is exactly what the protocol draws from the real data.
-    fresh = make_trials(out, root.resolve(), num_trials=10, test_ids="half", val_ids=0.2,
+    fresh = make_trials(out, root, num_trials=10, test_ids="half", val_ids=0.2,
                         one_camera_ids_in_train=True, seed=0)
     assert [vars(t) for t in fresh] == [vars(t) for t in trials]

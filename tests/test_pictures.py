@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.viz.callback import PicturesCallback
 from sing_lit.viz.pictures import (
     BOX,
@@ -22,7 +23,6 @@ from sing_lit.viz.pictures import (
     SEP,
     SR_COLUMNS,
     RankedRow,
-    psnr,
     ranked_strip,
     save_png,
     sr_grid,
@@ -53,6 +53,14 @@ def test_psnr_matches_the_definition():
     mse = np.mean((a.numpy().astype(np.float64) - b.numpy()) ** 2)
     assert psnr(a, b) == pytest.approx(10 * np.log10(1 / mse), rel=1e-5)
     assert psnr(a, a) == math.inf
+
+
+def test_psnr_per_image_of_a_batch_matches_torchmetrics():
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    x, ref = torch.rand(5, 3, 16, 8, generator=torch.Generator().manual_seed(1)), torch.rand(5, 3, 16, 8)
+    want = peak_signal_noise_ratio(x, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    torch.testing.assert_close(psnr(x, ref), want)
 
 
 @pytest.mark.parametrize("hw", [(64, 32), (160, 72)])

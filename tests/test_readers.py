@@ -315,15 +315,28 @@ def write_cuhk03_mat(path: Path, people: dict[str, list[list[np.ndarray | None]]
             f.create_dataset(subset, data=table)
 
 
-def test_cuhk03_mat_is_extracted_once(tmp_path: Path) -> None:
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_cuhk03_mat_is_extracted_once_into_the_cache_not_the_root(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, size=(6, 4, 3), dtype=np.uint8)  # H x W x C, not square: catches a wrong transpose
     other = rng.integers(0, 256, size=(5, 3, 3), dtype=np.uint8)
     empty = [None] * 5
     pairs = [[[img, None, None, None, None, other], [other]], [[*empty, img]], [], [], []]
-    (tmp_path / "cuhk03_release").mkdir()
-    write_cuhk03_mat(tmp_path / "cuhk03_release" / "cuhk-03.mat", {"labeled": pairs, "detected": pairs[:1] + [[]] * 4})
-    records = read_cuhk03(tmp_path, subset="both")
+    root, cache = tmp_path / "shared" / "cuhk03", tmp_path / "cache"
+    (root / "cuhk03_release").mkdir(parents=True)
+    write_cuhk03_mat(root / "cuhk03_release" / "cuhk-03.mat", {"labeled": pairs, "detected": pairs[:1] + [[]] * 4})
+    before = tree(root)
+    for folder in (root / "cuhk03_release", root):  # a read-only shared mount
+        folder.chmod(0o555)
+    try:
+        records = read_cuhk03(root, subset="both", cache_dir=cache)
+    finally:
+        for folder in (root, root / "cuhk03_release"):
+            folder.chmod(0o755)
+    assert tree(root) == before  # nothing written into the dataset root (even where root could write)
     got = sorted((Path(r.path).parent.name, Path(r.path).name, r.pid, r.cam) for r in records)
     assert got == [
         ("detected", "1_001_1_01.png", 0, 0),
@@ -334,17 +347,19 @@ def test_cuhk03_mat_is_extracted_once(tmp_path: Path) -> None:
         ("labeled", "1_002_1_01.png", 1, 0),
         ("labeled", "2_001_2_06.png", 843, 3),
     ]
-    first = tmp_path / EXTRACTED / "labeled" / "1_001_1_01.png"
+    assert all(Path(r.path).is_relative_to(cache) for r in records)
+    (first,) = [Path(r.path) for r in records if r.path.endswith("labeled/1_001_1_01.png")]
     np.testing.assert_array_equal(np.asarray(Image.open(first)), img)
-    (tmp_path / "cuhk03_release" / "cuhk-03.mat").unlink()  # the cache is read from now on
-    assert read_cuhk03(tmp_path) == records
+    (root / "cuhk03_release" / "cuhk-03.mat").unlink()  # the cache is read from now on
+    assert read_cuhk03(root, cache_dir=cache) == records
 
 
 def test_cuhk03_unreadable_mat_leaves_no_cache(tmp_path: Path) -> None:
     (tmp_path / "cuhk-03.mat").write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
     with pytest.raises(DatasetError, match="cuhk-03.mat"):
-        read_cuhk03(tmp_path, subset="labeled")
-    assert not (tmp_path / EXTRACTED / "labeled").exists()
+        read_cuhk03(tmp_path, subset="labeled", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / EXTRACTED).exists()
+    assert not list((tmp_path / "cache").rglob("*.png")) if (tmp_path / "cache").exists() else True
 
 
 def test_manifest(tmp_path: Path) -> None:

@@ -16,13 +16,12 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from sing_lit.evaluation.ranking import EVAL_METRICS as METRICS
 from sing_lit.reporting.report import format_table, summarize
-from sing_lit.runtime.anchors import load_checkpoint
+from sing_lit.runtime.anchors import data_config, data_overrides, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic
 from sing_lit.runtime.cli import CONFIG_DIR, require_plugins, run_guarded
 from sing_lit.runtime.distributed import check_devices, ddp_job, is_global_zero, track, use_job_command
-
-METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "psnr", "ssim")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -31,7 +30,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = str(Path(cfg.ckpt_path).resolve())
     meta = load_checkpoint(ckpt_path)["sing_lit"]
     config = OmegaConf.create(meta["config"])
-    datamodule = hydra.utils.instantiate(config.data, trial=meta["data"]["trial"], split_out=None)
+    data = data_config(meta, **data_overrides(cfg))
+    datamodule = hydra.utils.instantiate(data, trial=meta["data"]["trial"], split_out=None)
     model = hydra.utils.instantiate(config.model, num_classes=meta["num_classes"])
     use_job_command("sing_lit.evaluate")
     result: dict[str, Any] = {"task": "evaluate", "checkpoint": ckpt_path}

@@ -21,9 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hydra
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue
 
 from sing_lit.data.images import load_rgb, scaled_size
 from sing_lit.data.mlr import draw_ratios, lr_view
@@ -31,7 +30,7 @@ from sing_lit.data.readers import READERS, detect_layout
 from sing_lit.data.readers._common import layout_error
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.data.stats import HEIGHT_BINS, describe, format_description, height_bin, image_sizes
-from sing_lit.runtime.cli import CONFIG_DIR, root_cause
+from sing_lit.runtime.cli import CONFIG_DIR, run_guarded
 
 
 def expected_tree(reader: Callable) -> str:
@@ -119,12 +118,7 @@ def mlr_view(records: Sequence[ImageRecord], mlr: DictConfig, workers: int) -> s
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="inspect")
 def main(cfg: DictConfig) -> None:
-    try:
-        report = inspect_dataset(cfg)
-    except (ValueError, OmegaConfBaseException, InstantiationException) as err:  # DatasetError is a ValueError
-        print(f"error: {str(root_cause(err)).strip()}", file=sys.stderr)
-        sys.exit(2)
-    print(report)
+    print(run_guarded(lambda: inspect_dataset(cfg)))
 
 
 if __name__ == "__main__":

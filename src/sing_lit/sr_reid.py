@@ -30,6 +30,7 @@ from sing_lit.baselines.lomo import lomo, min_image_side
 from sing_lit.baselines.nfst import NFST
 from sing_lit.baselines.srcnn_training import train_srcnn
 from sing_lit.baselines.xqda import XQDA
+from sing_lit.data.splits import select_trials
 from sing_lit.models.sr_net import SRNet
 from sing_lit.reporting.report import format_table, table_csv
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
@@ -67,15 +68,6 @@ def check_config(cfg: DictConfig) -> tuple[list[str], list[str], list[float]]:
         raise UserError(f"anchors={list(cfg.anchors or [])}: fusion needs at least 2 distinct anchor ratios, "
                         "e.g. [0.5, 0.3333333333333333, 0.25]")
     return chosen["sr_methods"], chosen["reid_methods"], anchors
-
-
-def trial_indices(cfg: DictConfig) -> list[int]:
-    n = int(cfg.data.protocol.trials)
-    chosen = list(range(n)) if cfg.trials is None else [int(t) for t in cfg.trials]
-    bad = [t for t in chosen if not 0 <= t < n]
-    if bad or not chosen:
-        raise UserError(f"trials={list(cfg.trials or [])} do not exist: data.protocol.trials={n} allows 0..{n - 1}")
-    return chosen
 
 
 def build_datamodule(cfg: DictConfig, ratio: float, trial: int, upscale: str):
@@ -223,7 +215,7 @@ def run_sr_reid(cfg: DictConfig) -> dict[str, Any]:
     """Every (SR, re-id) pair over the chosen trials, fused over anchors; writes the result files."""
     started = time.perf_counter()
     sr_methods, reid_methods, anchors = check_config(cfg)
-    trials = trial_indices(cfg)
+    trials = select_trials(int(cfg.data.protocol.trials), cfg.trials)
     out_dir = Path(cfg.paths.output_dir)
     sigma_grid, metric = list(cfg.fusion.sigma_grid), str(cfg.fusion.metric)
     names = [anchor_name(m) for m in anchors]

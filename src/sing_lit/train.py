@@ -21,6 +21,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from sing_lit.data.splits import select_trials
+from sing_lit.evaluation.ranking import EVAL_METRICS as METRICS
 from sing_lit.reporting.report import format_table, summarize
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.checkpoint_io import AtomicCheckpointIO
@@ -31,8 +33,6 @@ from sing_lit.runtime.run_info import now_iso, write_run_info
 from sing_lit.runtime.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
 
 log = logging.getLogger("sing_lit.train")
-
-METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "psnr", "ssim")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -57,11 +57,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def trial_indices(cfg: DictConfig) -> list[int]:
-    n = int(cfg.data.protocol.trials)
-    chosen = list(range(n)) if cfg.trials is None else [int(t) for t in cfg.trials]
-    bad = [t for t in chosen if not 0 <= t < n]
-    if bad:
-        raise UserError(f"trials={bad} do not exist: data.protocol.trials={n} allows 0..{n - 1}")
+    chosen = select_trials(int(cfg.data.protocol.trials), cfg.trials)
     if cfg.ckpt_path not in (None, LAST) and len(chosen) != 1:
         raise UserError("ckpt_path resumes one trial: also set trials=[k] (or data.protocol.trials=1)")
     return chosen

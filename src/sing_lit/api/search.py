@@ -29,6 +29,7 @@ from sing_lit.api.model import Encoded, Fused, SINGModel, split_records
 from sing_lit.data.records import DatasetError
 from sing_lit.evaluation.ranking import cmc_and_map
 from sing_lit.runtime.atomic import atomic_path, build_dir_atomic, write_json_atomic
+from sing_lit.runtime.errors import ConfigError
 from sing_lit.viz.pictures import RankedRow, ranked_strip, save_png, to_pil
 
 log = logging.getLogger("sing_lit.search")
@@ -154,7 +155,7 @@ def search(model: SINGModel, queries: Sequence[str | Path], gallery: Sequence[st
            gallery_pids: Sequence[int | None] | None = None, progress: bool = True) -> SearchResult:
     """Rank ``gallery`` (HR image files) for each of ``queries`` (LR image files) by fused distance."""
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
     queries, gallery = [str(p) for p in queries], [str(p) for p in gallery]
     q_pids = list(query_pids) if query_pids is not None else [pid_from_name(p) for p in queries]
     g_pids = list(gallery_pids) if gallery_pids is not None else [pid_from_name(p) for p in gallery]
@@ -244,9 +245,9 @@ def select_images(model: SINGModel, query: str | None, gallery: str | None,
     """Query and gallery files (and ids) from two folders, or from the model's own dataset split."""
     if split is not None:
         if query or gallery:
-            raise ValueError("give either split=val|test or query=<folder> gallery=<folder>, not both")
+            raise ConfigError("give either split=val|test or query=<folder> gallery=<folder>, not both")
         probes, gal = split_records(model, str(split))
         return [r.path for r in probes], [r.path for r in gal], [r.pid for r in probes], [r.pid for r in gal]
     if not query or not gallery:
-        raise ValueError("give query=<folder of LR images> and gallery=<folder of HR images> (or split=test)")
+        raise ConfigError("give query=<folder of LR images> and gallery=<folder of HR images> (or split=test)")
     return [str(p) for p in image_files(query, "query")], [str(p) for p in image_files(gallery, "gallery")], None, None

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sing_lit.baselines.xqda import single_threaded
+from sing_lit.runtime.errors import ConfigError
 
 
 def _as_f64(x) -> torch.Tensor:
@@ -43,7 +44,7 @@ class NFST:
 
     def __init__(self, kernel: Literal["rbf", "linear"] = "rbf", tol: float = 1e-9):
         if kernel not in ("rbf", "linear"):
-            raise ValueError(f"NFST kernel must be 'rbf' or 'linear'; got {kernel!r}")
+            raise ConfigError(f"NFST kernel must be 'rbf' or 'linear'; got {kernel!r}")
         self.kernel = kernel
         self.tol = tol
 

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from sing_lit.runtime.errors import ConfigError
+
 
 @contextmanager
 def single_threaded() -> Iterator[None]:
@@ -126,7 +128,7 @@ class XQDA:
     def __init__(self, lambda_: float = 0.001, max_dims: int | None = None, reduce_by_qr: bool | None = None,
                  subspace: str = "svd"):
         if subspace not in SUBSPACES:
-            raise ValueError(f"xqda.subspace={subspace!r} is not a subspace rule; allowed: {', '.join(SUBSPACES)}")
+            raise ConfigError(f"xqda.subspace={subspace!r} is not a subspace rule; allowed: {', '.join(SUBSPACES)}")
         self.lambda_ = lambda_
         self.max_dims = max_dims
         self.reduce_by_qr = reduce_by_qr

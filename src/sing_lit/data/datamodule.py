@@ -17,10 +17,12 @@ from torch.utils.data import DataLoader
 from sing_lit.data.eval_shard import eval_sampler
 from sing_lit.data.images import folder_images, load_rgb, resize, scaled_size, to_uint8_tensor
 from sing_lit.data.mlr import build_mlr
+from sing_lit.data.readers._common import as_root
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.data.resumable import ResumableLoader
 from sing_lit.data.splits import Trial, load_trials, make_trials, save_trials
 from sing_lit.data.streams import EvalImages, IdentityStreams, TrainStreams
+from sing_lit.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +88,18 @@ class SINGDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if sampler not in ("pairs", "pk"):
-            raise ValueError(f"data.sampler must be 'pairs' or 'pk', got {sampler!r}")
+            raise ConfigError(f"data.sampler must be 'pairs' or 'pk', got {sampler!r}")
         if sampler == "pk" and (pk_k < 1 or batch_size % pk_k):
-            raise ValueError(f"data.sampler=pk needs data.batch_size ({batch_size}) to be a multiple of "
+            raise ConfigError(f"data.sampler=pk needs data.batch_size ({batch_size}) to be a multiple of "
                              f"data.pk_k ({pk_k}) >= 1: a batch is P identities x K images")
         if not 0 < float(anchor_ratio) < 1:
-            raise ValueError(f"anchor.ratio must be in (0, 1), got {anchor_ratio}")
+            raise ConfigError(f"anchor.ratio must be in (0, 1), got {anchor_ratio}")
         if len(input_size) != 2 or min(input_size) < 8:
-            raise ValueError(f"data.input_size must be [height, width] with sides >= 8, got {list(input_size)}")
+            raise ConfigError(f"data.input_size must be [height, width] with sides >= 8, got {list(input_size)}")
         if batch_size < 2:
-            raise ValueError(f"data.batch_size must be >= 2 (batch norm), got {batch_size}")
+            raise ConfigError(f"data.batch_size must be >= 2 (batch norm), got {batch_size}")
         if not callable(reader):
-            raise ValueError(f"data.reader must be a reader (a _target_ with _partial_: true), got {reader!r}")
+            raise ConfigError(f"data.reader must be a reader (a _target_ with _partial_: true), got {reader!r}")
         self.name, self.root, self.reader = name, str(root), reader
         self.anchor_ratio = float(anchor_ratio)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -140,7 +142,7 @@ class SINGDataModule(L.LightningDataModule):
         if not records:
             raise DatasetError(f"dataset {self.name} at {self.root} has no images")
         # The synthetic builder writes into a keyed sub-folder of data.root.
-        self.data_root = _common_root(records) if self.name == "synthetic" else Path(self.root).resolve()
+        self.data_root = _common_root(records) if self.name == "synthetic" else as_root(self.root)  # as the readers: links kept
         self.records, self.ratio_of = build_mlr(records, cache_root=self.cache_dir, dataset=self.name,
                                                 lr_camera=self.mlr["lr_camera"], ratios=self.mlr["ratios"],
                                                 seed=self.mlr["seed"], resample=self.mlr["resample"])
@@ -209,7 +211,7 @@ class SINGDataModule(L.LightningDataModule):
     def eval_records(self, role: str) -> tuple[list[ImageRecord], list[ImageRecord]]:
         """Probe and gallery records of this trial's ``val`` or ``test`` identities, in the eval sets' order."""
         if role not in ("val", "test"):
-            raise ValueError(f"role must be 'val' or 'test', got {role!r}")
+            raise ConfigError(f"role must be 'val' or 'test', got {role!r}")
         if not hasattr(self, "trials"):
             self._prepare_records()
         trial = self.trials[self.trial]

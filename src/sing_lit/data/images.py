@@ -9,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from sing_lit.data.records import DatasetError
+from sing_lit.runtime.errors import ConfigError
 
 RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -24,7 +25,7 @@ MIN_SIDE = 4
 def resample_filter(name: str) -> Image.Resampling:
     """PIL filter by name. PIL's bicubic/bilinear/lanczos down-sampling is antialiased."""
     if name not in RESAMPLE:
-        raise ValueError(f"unknown resampling filter {name!r}; allowed: {sorted(RESAMPLE)}")
+        raise ConfigError(f"unknown resampling filter {name!r}; allowed: {sorted(RESAMPLE)}")
     return RESAMPLE[name]
 
 

@@ -109,7 +109,7 @@ def build_mlr(
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             list(pool.map(one, range(len(lr_idx))))
-        (tmp / "ratios.json").write_text(json.dumps(dict(zip(names, drawn)), indent=0))
+        (tmp / "ratios.json").write_text(json.dumps(dict(zip(names, drawn)), indent=0), encoding="utf-8")
 
     if not (folder / "ratios.json").exists():
         build_dir_atomic(folder, build)

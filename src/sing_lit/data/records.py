@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sing_lit.runtime.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError, ValueError):
     """A dataset on disk is missing, malformed or inconsistent.
 
     The message always names the offending path and what was expected, so a

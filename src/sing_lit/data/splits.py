@@ -17,6 +17,7 @@ import numpy as np
 
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.runtime.atomic import write_text_atomic
+from sing_lit.runtime.errors import ConfigError
 
 SPLIT_FORMAT = "sing_lit.split/v1"
 
@@ -30,6 +31,16 @@ class Trial:
     test: list[int]
     val_gallery: dict[int, str] = field(default_factory=dict)
     test_gallery: dict[int, str] = field(default_factory=dict)
+
+
+def select_trials(num_trials: int, trials: Sequence[int] | None) -> list[int]:
+    """The trials a run works on: all ``num_trials`` of the protocol (``trials=null``), or the listed ones."""
+    chosen = list(range(num_trials)) if trials is None else [int(t) for t in trials]
+    bad = [t for t in chosen if not 0 <= t < num_trials]
+    if bad or not chosen:
+        raise ConfigError(f"trials={bad or list(trials or [])} do not exist: data.protocol.trials={num_trials} "
+                          f"allows 0..{num_trials - 1}")
+    return chosen
 
 
 def _views(records: Sequence[ImageRecord]) -> tuple[dict[int, list[str]], dict[int, list[str]]]:

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sing_lit.data.augment import augment_views
+from sing_lit.runtime.errors import ConfigError
 
 
 class TrainStreams(Dataset):
@@ -23,9 +24,9 @@ class TrainStreams(Dataset):
     def __init__(self, lr: torch.Tensor, lr_label: torch.Tensor, hr: torch.Tensor, h2l: torch.Tensor | None,
                  hr_label: torch.Tensor, flip: bool = True, seed: int = 0, pad: int = 0, erase_p: float = 0.0) -> None:
         if len(lr) == 0 or len(hr) == 0:
-            raise ValueError(f"training needs LR and HR images, got {len(lr)} LR and {len(hr)} HR")
+            raise ConfigError(f"training needs LR and HR images, got {len(lr)} LR and {len(hr)} HR")
         if pad < 0 or not 0 <= erase_p <= 1:
-            raise ValueError(f"data.augment.pad must be >= 0 and data.augment.erase_p in [0, 1], got {pad}, {erase_p}")
+            raise ConfigError(f"data.augment.pad must be >= 0 and data.augment.erase_p in [0, 1], got {pad}, {erase_p}")
         self.lr, self.lr_label, self.hr, self.h2l, self.hr_label = lr, lr_label, hr, h2l, hr_label
         self.flip, self.seed = flip, int(seed) % 2**64  # SeedSequence takes non-negative ints
         self.pad, self.erase_p = int(pad), float(erase_p)
@@ -78,7 +79,7 @@ class IdentityStreams(TrainStreams):
     def __init__(self, *args, k: int = 4, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if k < 1:
-            raise ValueError(f"data.pk_k must be >= 1, got {k}")
+            raise ConfigError(f"data.pk_k must be >= 1, got {k}")
         self.k = int(k)
         hr_of: dict[int, list[int]] = {}
         lr_of: dict[int, list[int]] = {}
@@ -89,7 +90,7 @@ class IdentityStreams(TrainStreams):
         self.ids = sorted(hr_of)
         self.hr_of, self.lr_of = hr_of, lr_of
         if self.h2l is None and any(y not in lr_of for y in self.ids):
-            raise ValueError("PK sampling of people seen in HR only needs the synthetic-LR stream "
+            raise ConfigError("PK sampling of people seen in HR only needs the synthetic-LR stream "
                              "(data.synthetic_stream=true)")
 
     def __len__(self) -> int:

@@ -318,7 +318,7 @@ def build_synthetic_benchmark(
                     _render_image(int(seed), pid, cam, k, hr_size, lr_ratios).save(tmp / rel)
                     rows.append((rel, pid, cam, cam))
         # The manifest is written last: its presence marks a complete build.
-        with open(tmp / "manifest.csv", "w", newline="") as f:
+        with open(tmp / "manifest.csv", "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows([("path", "pid", "cam", "lr"), *rows])
             f.flush()
             os.fsync(f.fileno())
@@ -327,7 +327,7 @@ def build_synthetic_benchmark(
     manifest = final / "manifest.csv"
     if not manifest.is_file():
         raise DatasetError(f"{final} exists but has no manifest.csv; delete the folder to regenerate it")
-    with open(manifest, newline="") as f:
+    with open(manifest, newline="", encoding="utf-8") as f:
         records = [
             ImageRecord(str(final / row["path"]), int(row["pid"]), int(row["cam"]), row["lr"] == "1")
             for row in csv.DictReader(f)

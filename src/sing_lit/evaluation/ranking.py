@@ -18,6 +18,11 @@ import torch
 from torch import Tensor
 
 DEFAULT_RANKS: tuple[int, ...] = (1, 5, 10, 20)
+# The metric names every table, metrics.json and logger uses: ranking ones (computed here), then the SR ones
+# (sing_lit.evaluation.sr_quality) the re-id models with an SR net add.
+RANK_NAMES: tuple[str, ...] = tuple(f"rank{k}" for k in DEFAULT_RANKS)
+RANK_METRICS: tuple[str, ...] = (*RANK_NAMES, "mAP")
+EVAL_METRICS: tuple[str, ...] = (*RANK_METRICS, "psnr", "ssim")
 
 
 def pairwise_l2(probe: Tensor, gallery: Tensor, *, float64: bool = False) -> Tensor:

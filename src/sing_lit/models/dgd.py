@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sing_lit.models.small_cnn import conv_bn_relu
+from sing_lit.runtime.errors import ConfigError
 
 
 def conv1x1(c_in: int, c_out: int) -> nn.Sequential:
@@ -67,7 +68,7 @@ class DGDNet(nn.Module):
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
         if width <= 0:
-            raise ValueError(f"DGDNet width must be > 0, got {width}")
+            raise ConfigError(f"DGDNet width must be > 0, got {width}")
 
         def c(n: int) -> int:
             return max(8, int(round(n * width / 4)) * 4)

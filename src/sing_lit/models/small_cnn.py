@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sing_lit.runtime.errors import ConfigError
+
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -31,7 +33,7 @@ class SmallCNN(nn.Module):
     def __init__(self, widths: Sequence[int] = (32, 64, 128)) -> None:
         super().__init__()
         if not widths:
-            raise ValueError("SmallCNN needs at least one stage width, got widths=[]")
+            raise ConfigError("SmallCNN needs at least one stage width, got widths=[]")
         layers: list[nn.Module] = [conv_bn_relu(3, widths[0])]
         c_in = widths[0]
         for i, c_out in enumerate(widths):

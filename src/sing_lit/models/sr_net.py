@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sing_lit.runtime.errors import ConfigError
+
 
 class SRNet(nn.Module):
     """SRCNN: conv-ReLU (patch extraction), conv-ReLU (non-linear mapping), reconstruction conv.
@@ -36,12 +38,12 @@ class SRNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) != 2 or len(kernel_sizes) != 3:
-            raise ValueError(
+            raise ConfigError(
                 f"SRNet needs 2 channel counts and 3 kernel sizes (SRCNN's conv-conv-conv), "
                 f"got channels={list(channels)}, kernel_sizes={list(kernel_sizes)}"
             )
         if any(k % 2 == 0 for k in kernel_sizes):
-            raise ValueError(f"SRNet kernel sizes must be odd to keep the size, got {list(kernel_sizes)}")
+            raise ConfigError(f"SRNet kernel sizes must be odd to keep the size, got {list(kernel_sizes)}")
         c1, c2 = channels
         k1, k2, k3 = kernel_sizes
         self.residual = residual

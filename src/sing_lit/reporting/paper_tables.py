@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sing_lit.evaluation.ranking import RANK_NAMES
 from sing_lit.reporting.report import cell
 
 PAPER_DATASETS = ("CAVIAR", "MLR-CUHK03", "MLR-SYSU", "MLR-VIPeR")
 # Our dataset config names -> the paper's dataset names (quoted rows are shown for these only).
 PAPER_NAME = {"caviar": "CAVIAR", "cuhk03": "MLR-CUHK03", "sysu": "MLR-SYSU", "viper": "MLR-VIPeR"}
-RANKS = ("rank1", "rank5", "rank10", "rank20")
+RANKS = RANK_NAMES  # the columns of the paper's tables
 
 # Table 1: rank 1/5/10/20 per dataset; None where the paper has "-" (SLD²L ran out of memory).
 TABLE1: dict[str, dict[str, tuple | None]] = {

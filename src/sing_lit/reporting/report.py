@@ -7,7 +7,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-TABLE_METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP")
+from sing_lit.evaluation.ranking import RANK_METRICS as TABLE_METRICS
 
 
 def summarize(per_trial: Sequence[Mapping[str, float]], metrics: Iterable[str]) -> dict[str, dict[str, float]]:

@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import torch
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.cli import UserError
@@ -78,6 +79,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} is not a sing_lit checkpoint (no 'sing_lit' metadata); "
                         "expected a file written by python -m sing_lit.train")
     return ckpt
+
+
+def data_config(meta: dict[str, Any], root: str | None = None, cache_dir: str | None = None) -> DictConfig:
+    """The data config a checkpoint was trained with, with ``data.root`` (and ``data.cache_dir``) replaced
+    when given: a run dir copied to another machine finds its dataset where that machine keeps it."""
+    cfg = OmegaConf.create(meta["config"]["data"])
+    if root is not None:
+        cfg.root = str(root)
+    if cache_dir is not None:
+        cfg.cache_dir = str(cache_dir)
+    if cfg.name != "synthetic" and not Path(cfg.root).exists():  # the built-in benchmark is rebuilt from its seed
+        raise UserError(f"data.root {cfg.root} (where this checkpoint's {cfg.name} data was) does not exist"
+                        + ("" if root is not None else "; pass data.root=<the dataset folder on this machine>"))
+    return cfg
+
+
+def data_overrides(cfg: DictConfig) -> dict[str, str]:
+    """``data.root=...`` / ``data.cache_dir=...`` given to ``sing_lit.fuse`` or ``sing_lit.evaluate``."""
+    data = cfg.get("data") or {}
+    return {k: str(data[k]) for k in ("root", "cache_dir") if data.get(k) is not None}
 
 
 def first_sentence(err: BaseException) -> str:

@@ -51,7 +51,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                     f.flush()
                     os.fsync(f.fileno())
         except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # no EDQUOT on Windows
                 raise CheckpointSpaceError(f"no space left on the device for checkpoint {path.name} in {path.parent} "
                                            f"({err.strerror}); free some space there (the previous checkpoint is "
                                            "intact) and resume with ckpt_path=last") from err

@@ -1,9 +1,10 @@
-"""What every Hydra entry point shares: the config dir, resolvers and one-line errors."""
+"""What every Hydra entry point shares: the config dir, resolvers, and one-line errors for user errors."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,30 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sing_lit.runtime.errors import ConfigError, UserError
+
+__all__ = ["CONFIG_DIR", "PACKAGE_DIR", "ConfigError", "UserError", "config_dir", "is_user_error", "require_plugins",
+           "root_cause", "run_guarded"]
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-CONFIG_DIR = str(PACKAGE_DIR.parents[1] / "conf")
+
+
+def config_dir(package_dir: Path = PACKAGE_DIR) -> Path:
+    """The configs: ``sing_lit/conf`` in an installed wheel, else the repo's top-level ``conf/``
+    (a checkout, or an editable install, where ``src/sing_lit`` sits two levels below it)."""
+    for candidate in (package_dir / "conf", package_dir.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"sing_lit's configs are missing: neither {package_dir / 'conf'} (a wheel install) "
+                            f"nor {package_dir.parents[1] / 'conf'} (a checkout) holds train.yaml; reinstall sing_lit")
+
+
+CONFIG_DIR = str(config_dir())
 
 log = logging.getLogger("sing_lit")
 
 if not OmegaConf.has_resolver("pkg_dir"):
     OmegaConf.register_new_resolver("pkg_dir", lambda: str(PACKAGE_DIR))
-
-
-class UserError(RuntimeError):
-    """A problem the user can fix (a value, a path, a file); printed as one line, no traceback."""
 
 
 def root_cause(err: BaseException) -> BaseException:
@@ -32,17 +46,39 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
-def run_guarded(fn: Callable[[], Any]) -> Any:
-    """Run an entry point; turn user-facing errors into one ``error:`` line and exit code 2."""
+def _raised_in_sing_lit(err: BaseException) -> bool:
+    tb = err.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is the user's to fix: one of the user error types (sing_lit's, OmegaConf's for a bad
+    or missing config value, Lightning's misconfiguration), or a config's ``_target_`` that Hydra could not
+    build for a reason outside sing_lit's code (a target that does not exist, an argument the target does
+    not take, a value the library refuses)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from sing_lit.data.records import DatasetError
-    from sing_lit.models.resnet import PretrainedWeightsError
+    cause = root_cause(err)
+    if isinstance(cause, (UserError, OmegaConfBaseException, MisconfigurationException)):
+        return True
+    return isinstance(err, InstantiationException) and (cause is err or not _raised_in_sing_lit(cause))
 
+
+def run_guarded(fn: Callable[[], Any]) -> Any:
+    """Run an entry point: a user error becomes one ``error:`` line and exit code 2; anything else is a
+    bug, shown with its traceback and a line saying so, exit code 1."""
     try:
         return fn()
-    except (UserError, DatasetError, PretrainedWeightsError, OmegaConfBaseException, InstantiationException,
-            ValueError, MisconfigurationException) as err:
+    except Exception as err:
+        if not is_user_error(err):
+            traceback.print_exc()
+            print(f"error: internal error ({type(err).__name__}): this is a bug in sing_lit, not a problem with "
+                  "your input; please report it with the traceback above and the command you ran", file=sys.stderr)
+            sys.exit(1)
         cause = root_cause(err)
         message = str(cause).strip().splitlines()
         text = " ".join(line.strip() for line in message if line.strip()) or type(cause).__name__

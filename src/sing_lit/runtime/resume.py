@@ -39,12 +39,23 @@ def finished_trial(cfg: DictConfig, k: int, out_dir: Path) -> dict[str, Any] | N
     return result
 
 
+def remove_partial_writes(ckpt_dir: Path) -> list[Path]:
+    """Delete the temp files of checkpoint writes that a kill interrupted (``.<name>.ckpt.<random>.tmp``, see
+    :func:`sing_lit.runtime.atomic.atomic_path`); the checkpoints themselves were never touched by them."""
+    stale = sorted(ckpt_dir.glob(".*.ckpt.*.tmp")) if ckpt_dir.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted checkpoint write", path)
+    return stale
+
+
 def resume_checkpoint(cfg: DictConfig, k: int, out_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The checkpoint trial ``k`` resumes from (checked to load and to fit the config) and its
     ``sing_lit`` metadata, or (None, {})."""
     if cfg.ckpt_path is None:
         return None, {}
     if str(cfg.ckpt_path) == LAST:
+        remove_partial_writes(out_dir / "checkpoints")
         path = out_dir / "checkpoints" / "last.ckpt"
         if not path.is_file():
             log.info("trial %d: ckpt_path=last but %s does not exist yet: starting fresh", k, path)

@@ -15,7 +15,6 @@ the fused distance is exactly D_1 and fusion only matters for >= 2 anchors.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from fractions import Fraction
@@ -23,9 +22,9 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
+from sing_lit.evaluation.ranking import RANK_METRICS as METRICS
 from sing_lit.evaluation.ranking import cmc_and_map
-
-METRICS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP")
+from sing_lit.runtime.errors import ConfigError
 
 
 def resolution_ratio(probe_areas: Tensor, gallery_areas: Tensor) -> Tensor:
@@ -59,7 +58,7 @@ def _check_ratios(anchor_ratios: Sequence[float]) -> list[float]:
 
 def _check_sigma(sigma: float) -> None:
     if not sigma > 0 or not math.isfinite(sigma):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
+        raise ConfigError(f"sigma must be a finite number > 0, got {sigma}")
 
 
 def fusion_weights(
@@ -154,9 +153,9 @@ def select_sigma(
         in grid order.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise ConfigError(f"metric must be one of {METRICS}, got {metric!r}")
     if len(sigma_grid) == 0:
-        raise ValueError("sigma_grid is empty; give at least one sigma > 0")
+        raise ConfigError("sigma_grid is empty; give at least one sigma > 0")
     for sigma in sigma_grid:
         _check_sigma(sigma)
     _check_fusion_inputs(anchor_dists, r, anchor_ratios)
@@ -172,32 +171,3 @@ def anchor_name(ratio: float) -> str:
     """Readable anchor name as in Table 4, e.g. ``M1/3`` for ratio 1/3."""
     frac = Fraction(ratio).limit_denominator(1000)
     return f"M{frac}" if math.isclose(float(frac), ratio, rel_tol=1e-9) else f"M{ratio!r}"
-
-
-def evaluate_subsets(
-    anchor_dists: Tensor,
-    r: Tensor,
-    anchor_ratios: Sequence[float],
-    probe_pids: Tensor,
-    gallery_pids: Tensor,
-    sigma: float,
-) -> dict[str, dict[str, float]]:
-    """Metrics of every non-empty anchor subset, as in the paper's Table 4.
-
-    Subsets are keyed like ``"M1/2+M1/3"`` in size-then-input order; a single
-    anchor is its plain D_i. Each value holds ``rank1 ... rank20`` and ``mAP``.
-    """
-    _check_fusion_inputs(anchor_dists, r, anchor_ratios)
-    _check_sigma(sigma)
-    ratios = [float(m) for m in anchor_ratios]
-    results = {}
-    for size in range(1, len(ratios) + 1):
-        for subset in itertools.combinations(range(len(ratios)), size):
-            name = "+".join(anchor_name(ratios[i]) for i in subset)
-            if size == 1:
-                fused = anchor_dists[subset[0]]
-            else:
-                sub = [ratios[i] for i in subset]
-                fused = fuse_distances(anchor_dists[list(subset)], fusion_weights(r, sub, sigma))
-            results[name] = _metrics(fused, probe_pids, gallery_pids)
-    return results

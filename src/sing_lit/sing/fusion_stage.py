@@ -17,11 +17,10 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import OmegaConf
 
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
 from sing_lit.reporting.report import format_table, summarize, table_csv
-from sing_lit.runtime.anchors import AnchorRun, build_net, check_trial, load_checkpoint
+from sing_lit.runtime.anchors import AnchorRun, build_net, check_trial, data_config, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.cli import UserError
 from sing_lit.runtime.run_info import write_run_info
@@ -52,12 +51,16 @@ def extract(net, loader, lr: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return torch.cat(feats).float(), torch.cat(pids), torch.cat(areas)
 
 
-def anchor_distances(anchors: list[AnchorRun], trial: int) -> dict[str, Any]:
-    """Per anchor and role (val/test): the probe x gallery distances, plus ids and r (Eq. 7)."""
+def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per anchor and role (val/test): the probe x gallery distances, plus ids and r (Eq. 7).
+
+    ``data`` may hold ``root`` and ``cache_dir`` to replace the trained ones (see
+    :func:`sing_lit.runtime.anchors.data_config`).
+    """
     ckpts = {a.name: load_checkpoint(a.checkpoints[trial]) for a in anchors}
     metas = {n: c["sing_lit"] for n, c in ckpts.items()}
     check_trial(anchors, metas, trial)
-    data_cfg = OmegaConf.create(metas[anchors[0].name]["config"]["data"])
+    data_cfg = data_config(metas[anchors[0].name], **(data or {}))
     dm = hydra.utils.instantiate(data_cfg, trial=trial, split_out=None)
     dm.setup_eval()
     if dm.signature()["split"] != metas[anchors[0].name]["data"]["split"]:
@@ -80,9 +83,10 @@ def anchor_distances(anchors: list[AnchorRun], trial: int) -> dict[str, Any]:
     return out
 
 
-def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], metric: str) -> dict[str, Any]:
+def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], metric: str,
+               data: dict[str, Any] | None = None) -> dict[str, Any]:
     """One trial: sigma by CV on val, then every row of the result table on test."""
-    d = anchor_distances(anchors, trial)
+    d = anchor_distances(anchors, trial, data)
     return fuse_precomputed(d, [a.ratio for a in anchors], [a.name for a in anchors], trial, sigma_grid, metric)
 
 
@@ -145,25 +149,26 @@ def collect_trials(anchors: list[AnchorRun]) -> list[int]:
 
 def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[float], metric: str = "rank1",
                title: str = "", wandb_init: dict[str, Any] | None = None,
-               info: dict[str, Any] | None = None) -> dict[str, Any]:
+               info: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fuse anchors over all their common trials and write the result files into ``out_dir``.
 
     With ``wandb_init`` (see :func:`sing_lit.runtime.wandb_runs.fusion_wandb_init`) the same work runs inside a
     W&B run (job_type ``fuse``) that logs the result table, the sigma CV curve and the CMC curves.
     ``info`` goes into run_info.json as is (the pipeline records each group's overrides there; metrics.json
-    stays the same bytes whichever way the stage was started).
+    stays the same bytes whichever way the stage was started). ``data`` (``root``, ``cache_dir``) replaces
+    where the anchors' dataset is, for run dirs moved to another machine.
     """
     if wandb_init:
         from sing_lit.runtime.wandb_runs import fusion_run, log_fusion
 
         with fusion_run(wandb_init) as run:
-            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, info=info)
+            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, info=info, data=data)
             log_fusion(run, result, out_dir)
         return result
     if len(anchors) < 2:
         raise UserError(f"fusion needs at least 2 anchors, got {[a.name for a in anchors]}")
     anchors = sorted(anchors, key=lambda a: -a.ratio)
-    trials = [fuse_trial(anchors, k, list(sigma_grid), metric) for k in collect_trials(anchors)]
+    trials = [fuse_trial(anchors, k, list(sigma_grid), metric, data) for k in collect_trials(anchors)]
     sources = [{"name": a.name, "source": str(Path(a.source).resolve()),
              "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}} for a in anchors]
     return write_fusion(trials, [{"name": a.name, "ratio": a.ratio} for a in anchors], out_dir, sigma_grid, metric,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.cli import UserError
+from sing_lit.runtime.errors import ConfigError
 from sing_lit.sing.triplet import MODES, triplet_loss
 
 SR_REDUCTIONS = ("mean", "sum")
@@ -20,7 +21,7 @@ def sr_loss(sr: torch.Tensor, hr: torch.Tensor, reduction: str = "mean") -> torc
     input size; alpha = 1 under ``mean`` equals alpha = 1 / (3 H W) under ``sum`` (1/34,560 at 160x72).
     """
     if reduction not in SR_REDUCTIONS:
-        raise ValueError(f"model.sr_loss_reduction must be one of {list(SR_REDUCTIONS)}, got {reduction!r}")
+        raise ConfigError(f"model.sr_loss_reduction must be one of {list(SR_REDUCTIONS)}, got {reduction!r}")
     per_image = (sr - hr).pow(2).flatten(1)
     return per_image.sum(1).mean() if reduction == "sum" else per_image.mean()
 
@@ -42,7 +43,7 @@ def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synt
     All streams share one forward pass through F_sr and one through F_fe.
     """
     if triplet_mode not in MODES:
-        raise ValueError(f"model.triplet.mode must be one of {list(MODES)}, got {triplet_mode!r}")
+        raise ConfigError(f"model.triplet.mode must be one of {list(MODES)}, got {triplet_mode!r}")
     x_l, x_h = batch["lr"], batch["hr"]
     n_l, n_h = len(x_l), len(x_h)
     if synthetic_stream:

@@ -6,13 +6,15 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sing_lit.evaluation.gather import gather_eval_set
-from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
+from sing_lit.evaluation.ranking import RANK_METRICS, cmc_and_map, pairwise_l2
+from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.anchors import load_checkpoint
 from sing_lit.runtime.cli import UserError
+from sing_lit.runtime.errors import ConfigError
 from sing_lit.runtime.rng import rng_states, set_rng_states
 from sing_lit.sing.losses import SR_REDUCTIONS, check_finite, sing_losses
 from sing_lit.sing.sr_init import gain_over_bicubic, pretrain_sr
@@ -76,21 +78,21 @@ class SINGModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if sr_training not in ("joint", "separate"):
-            raise ValueError(f"model.sr_training must be 'joint' or 'separate', got {sr_training!r}")
+            raise ConfigError(f"model.sr_training must be 'joint' or 'separate', got {sr_training!r}")
         if alpha < 0:
-            raise ValueError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
+            raise ConfigError(f"model.alpha must be >= 0 (weight of L_sr in Eq. 5), got {alpha}")
         if lr_sr < 0 or lr_reid <= 0:
-            raise ValueError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
+            raise ConfigError(f"model.lr_sr must be >= 0 and model.lr_reid > 0, got lr_sr={lr_sr}, lr_reid={lr_reid}")
         if not 0 <= label_smoothing < 1 or triplet_weight < 0 or triplet_margin < 0:
-            raise ValueError(f"model.label_smoothing must be in [0, 1) and model.triplet_weight, "
+            raise ConfigError(f"model.label_smoothing must be in [0, 1) and model.triplet_weight, "
                              f"model.triplet_margin >= 0, got {label_smoothing}, {triplet_weight}, {triplet_margin}")
         if triplet_mode not in MODES or sr_loss_reduction not in SR_REDUCTIONS:
-            raise ValueError(f"model.triplet_mode must be one of {list(MODES)} and model.sr_loss_reduction one of "
+            raise ConfigError(f"model.triplet_mode must be one of {list(MODES)} and model.sr_loss_reduction one of "
                              f"{list(SR_REDUCTIONS)}, got {triplet_mode!r}, {sr_loss_reduction!r}")
         if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+            raise ConfigError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if sr_init_steps < 0:
-            raise ValueError(f"model.sr_init_steps must be >= 0, got {sr_init_steps}")
+            raise ConfigError(f"model.sr_init_steps must be >= 0, got {sr_init_steps}")
         # init_parts (a ListConfig from Hydra) is used here only; checkpoints must load with weights_only=True
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "init_parts"])
         self.net = net(num_classes=num_classes)
@@ -98,18 +100,18 @@ class SINGModule(L.LightningModule):
         if init_from:
             init_weights(self.net, init_from, list(init_parts))
         if sr_init_steps and (self.net.sr_net is None or sr_training != "joint"):
-            raise ValueError("model.sr_init_steps > 0 initialises F_sr for joint training: it needs an SR network "
+            raise ConfigError("model.sr_init_steps > 0 initialises F_sr for joint training: it needs an SR network "
                              f"and model.sr_training=joint, got sr_net={self.net.sr_net is not None}, {sr_training}")
         if sr_init_steps:
             self.register_buffer("sr_trained", torch.tensor(False))
         if sr_training == "separate":
             if self.net.sr_net is None:
-                raise ValueError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
+                raise ConfigError("model.sr_training=separate needs an SR network (sr=srcnn_separate), got sr_net=null")
             if alpha != 0:
-                raise ValueError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs, then freezes "
+                raise ConfigError("model.sr_training=separate trains F_sr alone on (x^h2l, x^h) pairs, then freezes "
                                  f"it: it needs model.alpha=0, got {alpha}")
             if sr_steps < 0 or sr_batch_size < 1:
-                raise ValueError(f"model.sr_steps must be >= 0 and model.sr_batch_size >= 1, got {sr_steps}, "
+                raise ConfigError(f"model.sr_steps must be >= 0 and model.sr_batch_size >= 1, got {sr_steps}, "
                                  f"{sr_batch_size}")
             # Frozen from the start, so that DDP never expects gradients for it; a buffer records
             # (in every checkpoint) that the separate SR training is done, so a resumed run skips it.
@@ -139,7 +141,7 @@ class SINGModule(L.LightningModule):
         dm = self.trainer.datamodule
         hr, h2l = dm.train_set.hr, dm.train_set.h2l
         if h2l is None:
-            raise ValueError("training F_sr alone needs the synthetic-LR images: set data.synthetic_stream=true")
+            raise ConfigError("training F_sr alone needs the synthetic-LR images: set data.synthetic_stream=true")
         extra = self.hparams.get("sr_init_images")
         if extra and not separate:
             x_h, x_h2l = dm.folder_pairs(extra)
@@ -198,7 +200,7 @@ class SINGModule(L.LightningModule):
             rec["index"] = batch["index"]
         if dataloader_idx == 1:  # per image, so that the mean runs over unique images under DDP
             sr = self.net.super_resolve(self.to_float(batch["h2l"])).float().clamp(0, 1)
-            rec["psnr"] = peak_signal_noise_ratio(sr, image, data_range=1.0, reduction="none", dim=(1, 2, 3))
+            rec["psnr"] = psnr(sr, image)
             rec["ssim"] = structural_similarity_index_measure(sr, image, data_range=1.0, reduction="none")
         self._eval.setdefault(dataloader_idx, []).append(rec)
 
@@ -215,7 +217,7 @@ class SINGModule(L.LightningModule):
         if probe is None or gallery is None:
             return {}
         metrics = cmc_and_map(pairwise_l2(probe["feat"], gallery["feat"]), probe["pid"], gallery["pid"])
-        out = {k: float(metrics[k]) for k in ("rank1", "rank5", "rank10", "rank20", "mAP")}
+        out = {k: float(metrics[k]) for k in RANK_METRICS}
         out["psnr"] = float(gallery["psnr"].double().mean())
         out["ssim"] = float(gallery["ssim"].double().mean())
         self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, add_dataloader_idx=False)
@@ -258,7 +260,7 @@ def init_weights(net: SINGNet, path: str, parts: list[str]) -> None:
     """Copy F_fe (backbone and neck, not the classifier) and/or F_sr from a sing_lit checkpoint."""
     bad = sorted(set(parts) - {"fe", "sr"})
     if bad or not parts:
-        raise ValueError(f"model.init_parts must be a non-empty subset of ['fe', 'sr'], got {list(parts)}")
+        raise ConfigError(f"model.init_parts must be a non-empty subset of ['fe', 'sr'], got {list(parts)}")
     state = load_checkpoint(path)["state_dict"]
     mine = net.state_dict()
     prefixes = {"fe": "reid_net.", "sr": "sr_net."}

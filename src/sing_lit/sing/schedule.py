@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from sing_lit.runtime.errors import ConfigError
+
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int | None = None,
                   warmup_fraction: float = 0.1, min_factor: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
@@ -26,7 +28,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
     if warmup_steps is None:
         warmup_steps = int(warmup_fraction * total_steps)
     if total_steps < 1 or not 0 <= warmup_steps < total_steps or not 0 <= min_factor <= 1:
-        raise ValueError(f"warmup_cosine needs total_steps >= 1 (trainer.max_steps), 0 <= warmup_steps < "
+        raise ConfigError(f"warmup_cosine needs total_steps >= 1 (trainer.max_steps), 0 <= warmup_steps < "
                          f"total_steps and 0 <= min_factor <= 1, got total_steps={total_steps}, "
                          f"warmup_steps={warmup_steps}, min_factor={min_factor}")
 

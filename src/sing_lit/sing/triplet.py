@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from sing_lit.runtime.errors import ConfigError
+
 MODES = ("none", "all", "cross")
 
 
@@ -52,7 +54,7 @@ def triplet_loss(hr: torch.Tensor, hr_labels: torch.Tensor, lr: torch.Tensor, lr
             ``all``: every image against every other, resolution ignored.
     """
     if mode not in MODES or mode == "none":
-        raise ValueError(f"triplet mode must be 'all' or 'cross', got {mode!r}")
+        raise ConfigError(f"triplet mode must be 'all' or 'cross', got {mode!r}")
     if mode == "all":
         feats, labels = torch.cat([hr, lr]), torch.cat([hr_labels, lr_labels])
         total, n = batch_hard(feats, labels, feats, labels, margin, exclude_self=True)

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from sing_lit.evaluation.ranking import pairwise_l2
+from sing_lit.runtime.errors import ConfigError
 from sing_lit.viz.pictures import RankedRow, ranked_strip, save_png, sr_grid, sr_row, to_pil
 from sing_lit.viz.plots import plot_cmc
 
@@ -45,7 +46,7 @@ class PicturesCallback(Callback):
     def __init__(self, every_n_epochs: int = 1, num_images: int = 4, top_k: int = 10,
                  dirpath: str | None = None) -> None:
         if every_n_epochs < 1 or num_images < 1 or top_k < 1:
-            raise ValueError(f"callbacks.pictures: every_n_epochs, num_images and top_k must be >= 1, got "
+            raise ConfigError(f"callbacks.pictures: every_n_epochs, num_images and top_k must be >= 1, got "
                              f"{every_n_epochs}, {num_images}, {top_k}")
         self.every_n_epochs, self.num_images, self.top_k, self.dirpath = every_n_epochs, num_images, top_k, dirpath
 

@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from sing_lit.data.images import resize, scaled_size, to_uint8_tensor
+from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.runtime.atomic import atomic_path
 
 PAD, LABEL_H, HEADER_H, SEP, MIN_TILE_W, BOX = 4, 14, 14, 12, 64, 3
@@ -43,12 +44,6 @@ def to_pil(x: torch.Tensor) -> Image.Image:
 
 def to_float(img: Image.Image) -> torch.Tensor:
     return to_uint8_tensor(img).float().div_(255.0)
-
-
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """PSNR in dB of float images in [0, 1] (inf when identical)."""
-    mse = float(torch.mean((x.float() - ref.float()) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 @dataclass
@@ -81,7 +76,7 @@ def sr_row_multi(hr: torch.Tensor, ratio: float, super_resolvers: Mapping[str, C
                     resize(lr, (h, w), "bicubic")]
     ref = to_float(hr_img)
     images = [*interpolated, *(to_pil(sr) for sr in srs), hr_img]
-    psnrs = [psnr(to_float(im), ref) for im in interpolated] + [psnr(sr, ref) for sr in srs] + [math.inf]
+    psnrs = [float(psnr(to_float(im), ref)) for im in interpolated] + [float(psnr(sr, ref)) for sr in srs] + [math.inf]
     return SRRow(images, psnrs, [*LR_COLUMNS, *super_resolvers, "HR"])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from sing_lit.data.records import DatasetError, ImageRecord
@@ -54,6 +54,18 @@ def parse_name(pattern: re.Pattern[str], path: Path, expected: str, expected_tre
 def has_match(folder: Path, pattern: re.Pattern[str]) -> bool:
     """Whether ``folder`` holds at least one file whose name matches (for layout detection)."""
     return folder.is_dir() and any(pattern.fullmatch(p.name) for p in folder.iterdir())
+
+
+def camera_folder_records(base: Path, cameras: Mapping[str, int], pattern: re.Pattern[str], expected: str,
+                          expected_tree: str, dataset: str) -> list[ImageRecord]:
+    """One record per image of each camera folder ``base/<name>`` (camera index ``cameras[name]``), its person
+    id the file name's first group; a missing folder or a stray image name is an error."""
+    records = []
+    for name, cam in cameras.items():
+        for path in image_files(require_dir(base / name, expected_tree, f"{dataset} camera folder {name}")):
+            match = parse_name(pattern, path, expected, expected_tree)
+            records.append(ImageRecord(str(path), int(match.group(1)), cam))
+    return records
 
 
 def sorted_records(records: Iterable[ImageRecord], root: Path, expected_tree: str) -> list[ImageRecord]:

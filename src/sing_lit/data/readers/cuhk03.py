@@ -2,9 +2,10 @@
 
 Two layouts are read: images already extracted as ``images_labeled/`` and ``images_detected/``
 (the common ``{pair}_{pid:03d}_{cam}_{img:02d}.png`` naming), or the official ``cuhk-03.mat``
-(MATLAB v7.3 = HDF5), whose images are extracted once, with that same naming, to
-``<root>/_sing_lit_extracted/{labeled,detected}/`` (built in a temp folder, then renamed, so an
-interrupted extraction never leaves half a folder).
+(MATLAB v7.3 = HDF5), whose images are extracted once, with that same naming, into the cache dir:
+``<cache_dir>/cuhk03_<key of the root>/{labeled,detected}/`` (built in a temp folder, then renamed, so an
+interrupted extraction never leaves half a folder). The dataset root is only read, so it may be a
+read-only shared mount.
 
 Ids: ``pid = PAIR_OFFSETS[pair] + person - 1``, a global index over (pair, person) that is the
 same for labeled and detected boxes of one person; ``cam = 2 * (pair - 1) + (cam - 1)``.
@@ -12,7 +13,9 @@ same for labeled and detected boxes of one person; ``cam = 2 * (pair - 1) + (cam
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -36,14 +39,20 @@ either extracted images:
 or the official release (<root> may also be cuhk03_release/ itself):
 <root>/
 `-- cuhk03_release/
-    `-- cuhk-03.mat         MATLAB v7.3; extracted once to <root>/_sing_lit_extracted/{labeled,detected}/"""
+    `-- cuhk-03.mat         MATLAB v7.3; extracted once to <cache_dir>/cuhk03_<key>/{labeled,detected}/"""
 
 SUBSETS = ("labeled", "detected")
 PEOPLE_PER_PAIR = (843, 440, 77, 58, 49)  # 1,467 people in the official release
 PAIR_OFFSETS = tuple(int(x) for x in np.cumsum((0,) + PEOPLE_PER_PAIR[:-1]))
 IMAGES_PER_PERSON = 10  # cells 1-5 from the pair's first camera, 6-10 from its second
 NAME = re.compile(r"([1-5])_(\d{3})_([12])_(\d{2})\.(?:png|jpg)", re.IGNORECASE)
-EXTRACTED = "_sing_lit_extracted"
+EXTRACTED = "_sing_lit_extracted"  # where versions before 0.1 extracted into the root; still read
+
+
+def extracted_dir(root: Path, cache_dir: str | Path | None) -> Path:
+    """The cache folder of one root's extracted ``.mat`` (keyed by the root's absolute path)."""
+    cache = Path(cache_dir) if cache_dir is not None else Path(os.environ.get("SING_LIT_CACHE", ".data_cache"))
+    return cache.absolute() / f"cuhk03_{hashlib.sha1(str(root).encode()).hexdigest()[:12]}"
 
 
 def _find_mat(root: Path) -> Path | None:
@@ -93,15 +102,16 @@ def extract_mat(mat_path: Path, subset: str, out_dir: Path) -> Path:
     return build_dir_atomic(out_dir, build)
 
 
-def _subset_dir(root: Path, subset: str) -> Path:
-    """The folder of one subset's images, extracting the .mat if that is all there is."""
-    for folder in (root / f"images_{subset}", root / EXTRACTED / subset):
+def _subset_dir(root: Path, subset: str, cache_dir: str | Path | None) -> Path:
+    """The folder of one subset's images, extracting the .mat into the cache if that is all there is."""
+    cached = extracted_dir(root, cache_dir) / subset
+    for folder in (root / f"images_{subset}", root / EXTRACTED / subset, cached):
         if folder.is_dir():
             return folder
     mat_path = _find_mat(root)
     if mat_path is None:
         raise layout_error(f"neither {root / f'images_{subset}'} nor cuhk-03.mat found under {root}", EXPECTED_TREE)
-    return extract_mat(mat_path, subset, root / EXTRACTED / subset)
+    return extract_mat(mat_path, subset, cached)
 
 
 def _record(path: Path) -> ImageRecord:
@@ -120,12 +130,13 @@ def _record(path: Path) -> ImageRecord:
     return ImageRecord(str(path), PAIR_OFFSETS[pair - 1] + person - 1, 2 * (pair - 1) + (cam - 1))
 
 
-def read_cuhk03(root: str | Path, subset: str = "both") -> list[ImageRecord]:
+def read_cuhk03(root: str | Path, subset: str = "both", cache_dir: str | Path | None = None) -> list[ImageRecord]:
     """Read CUHK03's labeled and/or detected boxes.
 
     Args:
         root: folder holding ``images_labeled/``/``images_detected/`` or ``cuhk-03.mat``.
         subset: ``labeled``, ``detected`` or ``both`` (the paper, after Xiao et al. 2016, uses both).
+        cache_dir: where the ``.mat`` layout is extracted (default ``$SING_LIT_CACHE`` or ``./.data_cache``).
 
     Example:
         >>> records = read_cuhk03("data/cuhk03", subset="both")  # doctest: +SKIP
@@ -136,5 +147,5 @@ def read_cuhk03(root: str | Path, subset: str = "both") -> list[ImageRecord]:
         raise DatasetError(f"CUHK03 subset={subset!r}; expected one of labeled, detected, both")
     root = require_dir(as_root(root), EXPECTED_TREE)
     subsets = SUBSETS if subset == "both" else (subset,)
-    records = [_record(path) for s in subsets for path in image_files(_subset_dir(root, s))]
+    records = [_record(path) for s in subsets for path in image_files(_subset_dir(root, s, cache_dir))]
     return sorted_records(records, root, EXPECTED_TREE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sing_lit.data.readers._common import as_root, has_match, image_files, parse_name, require_dir, sorted_records
+from sing_lit.data.readers._common import as_root, camera_folder_records, has_match, require_dir, sorted_records
 from sing_lit.data.records import ImageRecord
 
 EXPECTED_TREE = """\
@@ -41,10 +41,6 @@ def read_prid2011(root: str | Path) -> list[ImageRecord]:
         385
     """
     root = require_dir(as_root(root), EXPECTED_TREE)
-    folder = _single_shot_dir(root)
-    records = []
-    for name, cam in CAMERAS.items():
-        for path in image_files(require_dir(folder / name, EXPECTED_TREE, f"PRID2011 camera folder {name}")):
-            match = parse_name(NAME, path, "person_NNNN.png, e.g. person_0001.png", EXPECTED_TREE)
-            records.append(ImageRecord(str(path), int(match.group(1)), cam))
+    records = camera_folder_records(_single_shot_dir(root), CAMERAS, NAME, "person_NNNN.png, e.g. person_0001.png",
+                                    EXPECTED_TREE, "PRID2011")
     return sorted_records(records, root, EXPECTED_TREE)

@@ -21,6 +21,7 @@ from sing_lit.data.readers._common import (
     sorted_records,
 )
 from sing_lit.data.records import ImageRecord
+from sing_lit.runtime.errors import ConfigError
 
 EXPECTED_TREE = """\
 <root>/                     the SYSU images, arranged in this supported layout
@@ -79,7 +80,7 @@ def read_sysu(root: str | Path, images_per_camera: int | None = 3, seed: int = 0
         3012
     """
     if images_per_camera is not None and images_per_camera < 1:
-        raise ValueError(f"images_per_camera={images_per_camera!r}; expected a positive int or None (all images)")
+        raise ConfigError(f"images_per_camera={images_per_camera!r}; expected a positive int or None (all images)")
     root = require_dir(as_root(root), EXPECTED_TREE)
     records = []
     for name, cam in CAMERAS.items():

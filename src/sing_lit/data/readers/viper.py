@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sing_lit.data.readers._common import as_root, has_match, image_files, parse_name, require_dir, sorted_records
+from sing_lit.data.readers._common import as_root, camera_folder_records, has_match, require_dir, sorted_records
 from sing_lit.data.records import ImageRecord
 
 EXPECTED_TREE = """\
@@ -35,9 +35,5 @@ def read_viper(root: str | Path) -> list[ImageRecord]:
         632
     """
     root = require_dir(as_root(root), EXPECTED_TREE)
-    records = []
-    for folder, cam in CAMERAS.items():
-        for path in image_files(require_dir(root / folder, EXPECTED_TREE, f"VIPeR camera folder {folder}")):
-            match = parse_name(NAME, path, "PPP_ANGLE.bmp, e.g. 000_45.bmp", EXPECTED_TREE)
-            records.append(ImageRecord(str(path), int(match.group(1)), cam))
+    records = camera_folder_records(root, CAMERAS, NAME, "PPP_ANGLE.bmp, e.g. 000_45.bmp", EXPECTED_TREE, "VIPeR")
     return sorted_records(records, root, EXPECTED_TREE)
