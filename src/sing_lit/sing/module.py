@@ -47,6 +47,8 @@ class SINGModule(L.LightningModule):
         sr_loss_reduction: Eq. (2)'s reduction, ``mean`` (per pixel; alpha independent of the input size) or
             ``sum`` (the paper's squared Frobenius norm per image); see :func:`sing_lit.sing.losses.sr_loss`.
         scheduler_interval: ``epoch`` or ``step``: when the scheduler is stepped.
+        channels_last: train in the channels-last memory format (NHWC), which oneDNN and cuDNN run faster
+            for most convolutions (about 1.7x for MobileNetV2's fwd + bwd on 2 CPU cores here).
         init_from: a sing_lit checkpoint whose weights initialise ``init_parts`` (``fe``: F_fe, the backbone
             and neck, not the classifier; ``sr``: F_sr) — e.g. a re-id net trained on a source dataset.
     """
@@ -75,6 +77,7 @@ class SINGModule(L.LightningModule):
         scheduler_interval: str = "epoch",
         init_from: str | None = None,
         init_parts: tuple[str, ...] | list[str] = ("fe", "sr"),
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if sr_training not in ("joint", "separate"):
@@ -172,10 +175,16 @@ class SINGModule(L.LightningModule):
         if states:
             set_rng_states(states)
 
-    @staticmethod
-    def to_float(x: torch.Tensor) -> torch.Tensor:
+    def setup(self, stage: str) -> None:
+        if self.hparams.get("channels_last"):
+            self.net.to(memory_format=torch.channels_last)
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (as the DataModule sends them) to floats in [0, 1]; floats pass through."""
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        if self.hparams.get("channels_last") and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         batch = {k: self.to_float(v) for k, v in batch.items()}
