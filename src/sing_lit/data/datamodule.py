@@ -51,6 +51,8 @@ class SINGDataModule(L.LightningDataModule):
         synthetic_stream: build the x^{h2l} stream (off for the Table 3 ablation).
         seed: the training order and flips are a pure function of (seed, epoch), see
             :class:`sing_lit.data.resumable.ResumableLoader`; ``sing_lit.train`` passes seed + trial.
+        in_memory: hold the training streams in RAM; ``False`` memory-maps them from files written
+            once under ``cache_dir`` (:mod:`sing_lit.data.streaming`), with the same bytes per batch.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class SINGDataModule(L.LightningDataModule):
         upscale: str = "bicubic",
         synthetic_stream: bool = True,
         seed: int = 0,
+        in_memory: bool = True,
     ) -> None:
         super().__init__()
         if not 0 < float(anchor_ratio) < 1:
@@ -94,6 +97,7 @@ class SINGDataModule(L.LightningDataModule):
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
         self.synthetic_stream, self.seed = synthetic_stream, int(seed)
+        self.in_memory = bool(in_memory)
         self.records: list[ImageRecord] = []
         self._ready = False
 
@@ -174,6 +178,11 @@ class SINGDataModule(L.LightningDataModule):
         if not tr_lr or not tr_hr:
             raise DatasetError(f"trial {self.trial} of {self.name} has {len(tr_lr)} LR and {len(tr_hr)} HR training "
                                "images; SING needs both views in training")
+        if not self.in_memory:
+            from sing_lit.data.streaming import mapped_train_streams
+
+            self.train_set = mapped_train_streams(self, tr_lr, tr_hr)
+            return self.setup_eval()
         lr_imgs, hr_imgs = self._load([r.path for r in tr_lr]), self._load([r.path for r in tr_hr])
         self.train_set = TrainStreams(
             self._inputs(lr_imgs, lr=True), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
