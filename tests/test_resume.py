@@ -115,8 +115,8 @@ RESUME = ["debug=tiny", "model.net.sr_net.channels=[8,4]", "data.reader.num_ids=
           "callbacks.model_checkpoint.monitor=null", "logger=[]", "~callbacks.pictures", "ckpt_path=last"]
 
 
-def train_cmd(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "sing_lit.train", *RESUME, f"hydra.run.dir={run_dir}"]
+def train_cmd(run_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "sing_lit.train", *RESUME, *extra, f"hydra.run.dir={run_dir}"]
 
 
 def cli_env(cache_dir: Path) -> dict[str, str]:
@@ -132,16 +132,17 @@ def last_step(path: Path) -> int | None:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_ckpt_path_last_reproduces_the_uninterrupted_run(tmp_path, cache_dir):
+@pytest.mark.parametrize("extra", [(), ("data.in_memory=false", "data.num_workers=2")], ids=["in_memory", "streaming"])
+def test_sigkill_mid_epoch_then_ckpt_path_last_reproduces_the_uninterrupted_run(tmp_path, cache_dir, extra):
     env = cli_env(cache_dir)
-    straight = subprocess.run(train_cmd(tmp_path / "straight"), cwd=tmp_path, env=env, capture_output=True,
+    straight = subprocess.run(train_cmd(tmp_path / "straight", extra), cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     run = tmp_path / "killed"
     last = run / "trial_0" / "checkpoints" / "last.ckpt"
     with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(train_cmd(run), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(train_cmd(run, extra), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline:
             step = last_step(last) if last.exists() else None
@@ -157,7 +158,7 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_reproduces_the_uninterrupted_run(
     assert 0 < loader_state["batches"] < 5, f"not killed mid-epoch: {loader_state}"
     assert not (run / "metrics.json").exists()
 
-    resumed = subprocess.run(train_cmd(run), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(train_cmd(run, extra), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {last}" in resumed.stdout + resumed.stderr
     assert (run / "metrics.json").read_bytes() == (tmp_path / "straight" / "metrics.json").read_bytes()

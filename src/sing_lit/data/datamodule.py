@@ -60,6 +60,8 @@ class SINGDataModule(L.LightningDataModule):
             :class:`sing_lit.data.streams.IdentityStreams`); ``pk_k`` is K, and batch_size must be a multiple of it.
         augment: ``pad`` (zero-pad then random crop back, in pixels) and ``erase_p`` (random erasing
             probability), both off by default; see :mod:`sing_lit.data.augment`.
+        in_memory: hold the training streams in RAM; ``False`` memory-maps them from files written
+            once under ``cache_dir`` (:mod:`sing_lit.data.streaming`), with the same bytes per batch.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class SINGDataModule(L.LightningDataModule):
         sampler: str = "pairs",
         pk_k: int = 4,
         augment: dict | None = None,
+        in_memory: bool = True,
     ) -> None:
         super().__init__()
         if sampler not in ("pairs", "pk"):
@@ -113,6 +116,7 @@ class SINGDataModule(L.LightningDataModule):
         self.synthetic_stream, self.seed = synthetic_stream, int(seed)
         self.sampler, self.pk_k = sampler, int(pk_k)
         self.augment = {"pad": 0, "erase_p": 0.0, **(augment or {})}
+        self.in_memory = bool(in_memory)
         self.records: list[ImageRecord] = []
         self._ready = False
 
@@ -193,15 +197,24 @@ class SINGDataModule(L.LightningDataModule):
         if not tr_lr or not tr_hr:
             raise DatasetError(f"trial {self.trial} of {self.name} has {len(tr_lr)} LR and {len(tr_hr)} HR training "
                                "images; SING needs both views in training")
+        if not self.in_memory:
+            from sing_lit.data.streaming import mapped_train_streams
+
+            self.train_set = mapped_train_streams(self, tr_lr, tr_hr)
+            return self.setup_eval()
         lr_imgs, hr_imgs = self._load([r.path for r in tr_lr]), self._load([r.path for r in tr_hr])
-        streams = IdentityStreams if self.sampler == "pk" else TrainStreams
-        extra = {"k": self.pk_k} if self.sampler == "pk" else {}
-        self.train_set = streams(
+        self.train_set = self.streams(
             self._inputs(lr_imgs, lr=True), torch.tensor([self.label_of[r.pid] for r in tr_lr]),
             self._inputs(hr_imgs, lr=False), self._h2l(hr_imgs) if self.synthetic_stream else None,
-            torch.tensor([self.label_of[r.pid] for r in tr_hr]), flip=self.flip, seed=self.seed,
-            pad=int(self.augment["pad"]), erase_p=float(self.augment["erase_p"]), **extra)
+            torch.tensor([self.label_of[r.pid] for r in tr_hr]))
         self.setup_eval()
+
+    def streams(self, lr, lr_label: torch.Tensor, hr, h2l, hr_label: torch.Tensor) -> TrainStreams:
+        """The training dataset over these images (in RAM or memory-mapped): the paper's pairs or PK
+        identities (``sampler``), flipped and augmented as configured."""
+        cls, extra = (IdentityStreams, {"k": self.pk_k}) if self.sampler == "pk" else (TrainStreams, {})
+        return cls(lr, lr_label, hr, h2l, hr_label, flip=self.flip, seed=self.seed, pad=int(self.augment["pad"]),
+                   erase_p=float(self.augment["erase_p"]), **extra)
 
     def folder_pairs(self, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(x^h, x^h2l) of every image in a folder: extra SR training pairs at the anchor ratio."""
