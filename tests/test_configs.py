@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from sing_lit.data.datamodule import SINGDataModule
+from sing_lit.models.fsrcnn import FSRCNN
 from sing_lit.models.sr_net import SRNet
 from sing_lit.runtime.cli import CONFIG_DIR
 from sing_lit.sing.module import SINGModule
@@ -66,7 +67,12 @@ def test_train_defaults_compose_and_resolve(compose_cfg):
     assert cfg.data.name == "synthetic" and cfg.anchor == {"name": "x2", "label": "1/2", "ratio": 0.5}
     assert cfg.data.anchor_ratio == cfg.anchor.ratio
     assert cfg.data.synthetic_stream is True and cfg.model.synthetic_stream is True
-    assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs  # recipe=paper: cosine over the epochs
+    # recipe=strong (the default): warm-up + cosine per step; recipe=paper: cosine over the epochs
+    assert cfg.model.scheduler._target_.endswith("warmup_cosine") and cfg.model.scheduler_interval == "step"
+    assert cfg.data.sampler == "pk" and cfg.model.net.neck == "bnneck" and cfg.model.triplet_weight > 0
+    paper = compose_cfg(["recipe=paper"])
+    assert paper.model.scheduler.T_max == paper.trainer.max_epochs and paper.model.scheduler_interval == "epoch"
+    assert paper.data.sampler == "pairs" and paper.model.net.neck == "fc" and paper.model.triplet_weight == 0
     assert cfg.model.net.backbone._target_.endswith("SmallCNN") and cfg.model.net.sr_net._target_.endswith("SRNet")
 
 
@@ -145,15 +151,18 @@ def test_sr_options(compose_cfg, option):
         assert torch.equal(model.net.super_resolve(x), x)
     else:
         assert model.sr_training == ("separate" if option == "srcnn_separate" else "joint")
-        assert isinstance(hydra.utils.instantiate(cfg.model.net.sr_net)(), SRNet)
-        assert isinstance(model.net.sr_net, SRNet)
+        kind = FSRCNN if option == "fsrcnn" else SRNet
+        assert isinstance(hydra.utils.instantiate(cfg.model.net.sr_net)(), kind)
+        assert isinstance(model.net.sr_net, kind)
 
 
 def test_tiny_model_instantiates_and_runs(tiny_cfg):
     cfg = tiny_cfg()
     model = hydra.utils.instantiate(cfg.model, num_classes=4).eval()
     feat, logits = model.net.reid_net(torch.rand(2, 3, *cfg.data.input_size))
-    assert feat.shape == (2, cfg.model.net.feat_dim) and logits.shape == (2, 4)
+    # bnneck with feat_dim=null (recipe=strong): the pooled backbone feature itself
+    dim = cfg.model.net.feat_dim or cfg.model.net.backbone.widths[-1]
+    assert feat.shape == (2, dim) and logits.shape == (2, 4)
 
 
 # ---- trainer, logger, callbacks, debug, experiment ------------------------------------------

@@ -223,7 +223,7 @@ def write_search(result: SearchResult, model: SINGModel, out_dir: str | Path, pi
 
     def build(tmp: Path) -> None:
         sheets = _contact_sheets(result, model, rows, tmp, pictures) if pictures > 0 else []
-        with open(tmp / "ranking.csv", "w", newline="") as f:
+        with open(tmp / "ranking.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["query", "rank", "gallery", "distance", "match", "r", *(f"w_{n}" for n in names)])
             for row in rows:

@@ -24,7 +24,7 @@ class TrainStreams(Dataset):
     def __init__(self, lr: torch.Tensor, lr_label: torch.Tensor, hr: torch.Tensor, h2l: torch.Tensor | None,
                  hr_label: torch.Tensor, flip: bool = True, seed: int = 0, pad: int = 0, erase_p: float = 0.0) -> None:
         if len(lr) == 0 or len(hr) == 0:
-            raise ConfigError(f"training needs LR and HR images, got {len(lr)} LR and {len(hr)} HR")
+            raise ValueError(f"training needs LR and HR images, got {len(lr)} LR and {len(hr)} HR")
         if pad < 0 or not 0 <= erase_p <= 1:
             raise ConfigError(f"data.augment.pad must be >= 0 and data.augment.erase_p in [0, 1], got {pad}, {erase_p}")
         self.lr, self.lr_label, self.hr, self.h2l, self.hr_label = lr, lr_label, hr, h2l, hr_label
