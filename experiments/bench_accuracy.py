@@ -31,7 +31,7 @@ from sing_lit.sing.fusion_stage import BEST, FUSED
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = "1/2,1/3,1/4"
 STUDIES = {  # name -> (label, module, extra overrides)
-    "sing": ("SING fused", "sing_lit.train", []),
+    "sing": ("SING fused", "sing_lit.train", []),  # plus sr=<--sr>
     "bicubic": ("same recipe, sr=none, fused", "sing_lit.train", ["sr=none"]),
     "lomo_xqda": ("LOMO+XQDA fused", "sing_lit.sr_reid", ["sr_methods=[bicubic]", "reid_methods=[xqda]"]),
 }
@@ -50,8 +50,10 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def command(study: str, overrides: list[str], trials: list[int], run_dir: Path) -> list[str]:
+def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, sr: str = "srcnn") -> list[str]:
     _, module, extra = STUDIES[study]
+    if study == "sing":
+        extra = [f"sr={sr}"]
     trial_arg = f"trials=[{','.join(map(str, trials))}]"
     if module == "sing_lit.sr_reid":  # only its own keys: data, trials, seed, and its method choices
         shared = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in ("data", "seed")]
@@ -60,9 +62,9 @@ def command(study: str, overrides: list[str], trials: list[int], run_dir: Path) 
             "ckpt_path=last", f"hydra.sweep.dir={run_dir}"]
 
 
-def run(study: str, overrides: list[str], trials: list[int], runs: Path) -> dict[str, Any]:
+def run(study: str, overrides: list[str], trials: list[int], runs: Path, sr: str) -> dict[str, Any]:
     run_dir = runs / study
-    cmd = command(study, overrides, trials, run_dir)
+    cmd = command(study, overrides, trials, run_dir, sr)
     record = run_dir / "bench_study.json"
     shown = shlex.join(["python", *[c.replace(str(REPO) + "/", "") for c in cmd[1:]]])
     if record.is_file() and json.loads(record.read_text())["command"] == shown:
@@ -96,6 +98,7 @@ def main() -> None:
     ap.add_argument("--studies", default=",".join(STUDIES))
     ap.add_argument("--runs", type=Path, default=None, help="default: multirun/accuracy/<dataset>")
     ap.add_argument("--out", type=Path, default=None, help="default: experiments/results/<dataset>")
+    ap.add_argument("--sr", default="srcnn", help="SING's F_sr: srcnn (the paper's) or fsrcnn (about as cheap as none)")
     args = ap.parse_args()
     dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "synthetic")
     runs = args.runs or REPO / "multirun" / "accuracy" / dataset
@@ -104,7 +107,7 @@ def main() -> None:
     report: dict[str, Any] = {"bench": "accuracy", "dataset": dataset, "trials": trials, "overrides": args.overrides,
                               "git_commit": git_commit(), "studies": {}}
     for study in args.studies.split(","):
-        cost = run(study, args.overrides, trials, runs)
+        cost = run(study, args.overrides, trials, runs, args.sr)
         report["studies"][study] = {"label": STUDIES[study][0], **cost, **results(study, runs)}
     s = report["studies"]
     if "sing" in s and "bicubic" in s:
