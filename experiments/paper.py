@@ -311,6 +311,15 @@ def table4(w: Writer, command: str) -> None:
     w.write("table4", "\n".join(md) + "\n", csv_rows(rows, ["models"], METRICS))
 
 
+def sr_loss_reduction(study_dir: Path) -> str:
+    """The L_sr reduction (Eq. 2) the study's jobs trained with, from their composed configs."""
+    found = {(yaml.safe_load(p.read_text()).get("model") or {}).get("sr_loss_reduction", "mean")
+             for p in sorted(study_dir.glob("*/.hydra/config.yaml"))}
+    if len(found) > 1:
+        raise UserError(f"{study_dir} mixes L_sr reductions {sorted(found)}: alpha has no single unit there")
+    return found.pop() if found else "mean"
+
+
 def fig6(w: Writer, command: str) -> None:
     from sing_lit.viz.plots import plot_metric_curve
 
@@ -320,9 +329,13 @@ def fig6(w: Writer, command: str) -> None:
     points.sort(key=lambda p: p[0])
     single = points[0][2] if points and points[0][2] else None
     what = f"anchor M{single} alone (one anchor swept, no fusion)" if single else "fused SING (Eq. 6-8)"
+    reduction = sr_loss_reduction(w.runs / "fig6_alpha")
+    units = ("per pixel: L_sr is the mean squared error, so alpha here is the paper's alpha times 3HW"
+             if reduction == "mean" else "the paper's: L_sr is the squared Frobenius norm of each image")
     rows = [([f"{a:g}"], stats) for a, stats, _ in points]
     md = [w.header("Figure 6: balancing image SR and person re-id loss (alpha of Eq. 5)", ["fig6_alpha"], command),
-          "", f"Plotted: test rank-1 and mAP of the {what}, mean ± std over trials.", "",
+          "", f"Plotted: test rank-1 and mAP of the {what}, mean ± std over trials.",
+          f"alpha's units (model.sr_loss_reduction={reduction}): {units}.", "",
           measured_table(rows, ["alpha"], METRICS), "", "![Figure 6](fig6.png)"]
     paper = PAPER_NAME.get(w.dataset)
     if paper in FIG6_TEXT:
@@ -331,7 +344,7 @@ def fig6(w: Writer, command: str) -> None:
     w.out.mkdir(parents=True, exist_ok=True)
     plot_metric_curve([a for a, _, _ in points], {k: [(s[k]["mean"], s[k]["std"]) for _, s, _ in points]
                                                   for k in ("rank1", "mAP")},
-                      w.out / "fig6.png", xlabel="alpha (Eq. 5)",
+                      w.out / "fig6.png", xlabel=f"alpha (Eq. 5; L_sr reduction: {reduction})",
                       title=f"Fig. 6 on {w.dataset}: {what}")
     w.write("fig6", "\n".join(md) + "\n", csv_rows(rows, ["alpha"], METRICS))
 

@@ -67,3 +67,14 @@ def run_cli(cache_dir: Path) -> Callable[..., subprocess.CompletedProcess]:
                               text=True, timeout=timeout)
 
     return _run
+
+
+SHARED_DATA = Path(os.environ.get("SING_LIT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real PRID2011 and GRID), or skip: tests never fail because it is absent."""
+    if not (SHARED_DATA / "prid_2011").is_dir() or not (SHARED_DATA / "grid").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set SING_LIT_SHARED_DATA)")
+    return SHARED_DATA

@@ -77,3 +77,30 @@ def test_consumers_rebuild_a_pretrained_net_without_reading_weight_files(tiny_cf
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("read the weight file")))
     net = build_net(ckpt, tmp_path / "x.ckpt")
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), module.net.state_dict().values()))
+
+
+@pytest.mark.slow
+def test_source_pretraining_on_grid_initialises_prid_anchors(run_cli, tmp_path, shared_data):
+    """The paper's "F_fe pre-trained on another dataset" path on real data: GRID as the source, PRID as the target."""
+    grid, prid = shared_data / "grid", shared_data / "prid_2011"
+    small = ["data.input_size=[32,16]", "+trainer.limit_train_batches=2", "trainer.max_epochs=1", "logger=[]",
+             "~callbacks.pictures", "model.net.backbone.widths=[8,16]", "test=false"]
+    src = tmp_path / "grid_src"
+    proc = run_cli(["experiment=pretrain_source", "data=grid", f"data.root={grid}", *small, f"hydra.run.dir={src}"],
+                   tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = src / "trial_0" / "checkpoints" / "last.ckpt"
+    source = load_checkpoint(ckpt)
+    assert source["sing_lit"]["data"]["dataset"] == "grid" and source["sing_lit"]["config"]["model"]["net"]["sr_net"] is None
+    theirs = build_net(source, ckpt).state_dict()
+    # The target anchor starts from the source's F_fe (its SR net is new: GRID's run had none).
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"paths.cache_dir={tmp_path / 'cache'}", "data=prid2011", f"data.root={prid}",
+                          "+anchor=1/3", *[s for s in small if s.startswith(("model.", "data."))],
+                          f"model.init_from={ckpt}", "model.init_parts=[fe]"])
+    model = hydra.utils.instantiate(cfg.model, num_classes=50)
+    mine = model.net.state_dict()
+    fe = [k for k in mine if k.startswith("reid_net.") and not k.startswith("reid_net.classifier.")]
+    assert fe and all(torch.equal(mine[k], theirs[k]) for k in fe)
+    assert mine["reid_net.classifier.weight"].shape[0] == 50 != theirs["reid_net.classifier.weight"].shape[0]
