@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from sing_lit.data.datamodule import SINGDataModule
+from sing_lit.models.fsrcnn import FSRCNN
 from sing_lit.models.sr_net import SRNet
 from sing_lit.runtime.cli import CONFIG_DIR
 from sing_lit.sing.module import SINGModule
@@ -145,8 +146,9 @@ def test_sr_options(compose_cfg, option):
         assert torch.equal(model.net.super_resolve(x), x)
     else:
         assert model.sr_training == ("separate" if option == "srcnn_separate" else "joint")
-        assert isinstance(hydra.utils.instantiate(cfg.model.net.sr_net)(), SRNet)
-        assert isinstance(model.net.sr_net, SRNet)
+        kind = FSRCNN if option == "fsrcnn" else SRNet
+        assert isinstance(hydra.utils.instantiate(cfg.model.net.sr_net)(), kind)
+        assert isinstance(model.net.sr_net, kind)
 
 
 def test_tiny_model_instantiates_and_runs(tiny_cfg):
