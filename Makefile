@@ -48,6 +48,7 @@ bench: $(STAMP) ## Speed benchmarks (print JSON)
 	$(PY) experiments/bench_data.py
 	$(PY) experiments/bench_baselines.py
 	$(PY) experiments/bench_search.py
+	$(PY) experiments/bench_train.py
 
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .data_cache .pytest_cache

@@ -43,6 +43,8 @@ def _faults(env_extra: dict[str, str]) -> tuple[int, str]:
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
+@pytest.mark.skipif(bool(os.environ.get("LD_PRELOAD") or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")),
+                    reason="another allocator or the user's malloc tunables are in charge")
 def test_import_makes_freed_blocks_reused_instead_of_faulted_in_again():
     tuned, applied = _faults({})
     default, not_applied = _faults({"SING_LIT_MALLOC": "default"})

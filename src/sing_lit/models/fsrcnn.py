@@ -4,8 +4,10 @@ SRCNN runs every layer on the bicubic-upscaled image. FSRCNN runs them at the LR
 up-samples only at the end, here with a sub-pixel convolution (ESPCN, Shi et al. 2016) instead of
 FSRCNN's deconvolution. It keeps :class:`sing_lit.models.sr_net.SRNet`'s interface, so SINGNet and
 Eq. 2-5 are unchanged: ``sr_net(x)`` takes the LR batch bicubic-upscaled to the input size and
-returns the same size. Inside, the input is brought back to the LR grid (area down-sampling by the
-up-scaling factor ``round(1 / anchor.ratio)``), mapped there, and up-sampled by that factor.
+returns the same size. Inside, the input is brought back to the LR grid (the mean of each
+``f x f`` block, ``f = round(1 / anchor.ratio)``; the border is padded by replication to a multiple
+of ``f``), mapped there, and up-sampled by ``f``: sub-pixel ``(i, j)`` of an LR cell is exactly the
+input pixel it came from, then cropped to the input size.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class FSRCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        lr_size = (math.ceil(h / self.scale), math.ceil(w / self.scale))
-        out = self.upsample(self.body(F.interpolate(x, size=lr_size, mode="area")))[..., :h, :w]
+        f = self.scale
+        padded = F.pad(x, (0, math.ceil(w / f) * f - w, 0, math.ceil(h / f) * f - h), mode="replicate")
+        out = self.upsample(self.body(F.avg_pool2d(padded, f)))[..., :h, :w]
         return x + out if self.residual else out
