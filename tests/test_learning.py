@@ -36,9 +36,6 @@ def test_rank1(compose_cfg, shuffle_labels: bool) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured at commit 3dafc2e: test rank-1 9.4% against 6.25% chance (3x = 18.75%) at this "
-                          "budget; the accuracy work on losses/module/reid_net should make it pass (then drop this mark)",
-                   strict=False)
 def test_the_model_learns_and_shuffled_labels_do_not(compose_cfg):
     rank1, chance = test_rank1(compose_cfg, shuffle_labels=False)
     shuffled, _ = test_rank1(compose_cfg, shuffle_labels=True)
