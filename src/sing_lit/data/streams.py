@@ -96,9 +96,15 @@ class IdentityStreams(TrainStreams):
     def __len__(self) -> int:
         return len(self.ids) * self.k
 
+    def identity_order(self, epoch: int) -> np.ndarray:
+        """The epoch's permutation of the identities, drawn from (seed, epoch); kept for the epoch's items."""
+        if getattr(self, "_order", (None,))[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.ids)))
+        return self._order[1]
+
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
         epoch, i = divmod(int(key), len(self))
-        person = self.ids[int(np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.ids))[i // self.k])]
+        person = self.ids[int(self.identity_order(epoch)[i // self.k])]
         rng = np.random.default_rng([self.seed, int(key), 3])
         hrs, lrs = self.hr_of[person], self.lr_of.get(person)
         hi = hrs[int(rng.integers(len(hrs)))]

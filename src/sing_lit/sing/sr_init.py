@@ -19,15 +19,10 @@ import torch
 from torch import nn
 
 from sing_lit.baselines.srcnn_training import train_srcnn
+from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
-def psnr_db(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean PSNR (dB) over images of float tensors in [0, 1]."""
-    mse = (x.clamp(0, 1) - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(1.0 / mse)).mean())
-
-
 @torch.no_grad()
 def gain_over_bicubic(sr: nn.Module, h2l: torch.Tensor, hr: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
     """PSNR of F_sr(x^h2l) and of the bicubic x^h2l itself against x^h (uint8 inputs), and the gain."""
@@ -36,7 +31,8 @@ def gain_over_bicubic(sr: nn.Module, h2l: torch.Tensor, hr: torch.Tensor, batch_
     outs = [sr(h2l[i:i + batch_size].float().div(255.0)) for i in range(0, len(h2l), batch_size)]
     sr.train(was_training)
     y = hr.float().div(255.0)
-    p_sr, p_bic = psnr_db(torch.cat(outs), y), psnr_db(h2l.float().div(255.0), y)
+    p_sr = float(psnr(torch.cat(outs).clamp(0, 1), y).mean())
+    p_bic = float(psnr(h2l.float().div(255.0), y).mean())
     return {"psnr_sr": p_sr, "psnr_bicubic": p_bic, "psnr_gain": p_sr - p_bic}
 
 
