@@ -12,6 +12,9 @@ untrained weights: speed does not depend on what the weights learned. Measured i
   separate timings run at other moments, so on a shared CPU the whole call's own split of its time
   (``whole_over_its_own_parts``) is the steadier measure.
 
+Feature extraction is timed ``--repeats`` times for eager torch and for onnxruntime, alternating, and the
+best time of each is kept, so that the ratio compares the two side by side on a shared, noisy CPU.
+
     PYTHONPATH=src python experiments/bench_search.py [--queries 1000 --gallery 5000]
 """
 
@@ -64,6 +67,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--gallery", type=int, default=5000)
     ap.add_argument("--cache", default=os.environ.get("SING_LIT_CACHE", ".data_cache"))
+    ap.add_argument("--repeats", type=int, default=3, help="alternating timings of eager vs onnxruntime features")
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -107,10 +111,15 @@ def main() -> None:
                 sessions.setdefault(role, []).append(ort.InferenceSession(str(path), opts,
                                                                           providers=["CPUExecutionProvider"]))
         onnx_features(sessions["probe"], q_prep.images[:64], 64)  # warm-up
-        t = time.perf_counter()
-        oq = onnx_features(sessions["probe"], q_prep.images, model.batch_size)
-        og = onnx_features(sessions["gallery"], g_prep.images, model.batch_size)
-        t_onnx = time.perf_counter() - t
+        t_onnx, t_eager = float("inf"), t_feat
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            oq = onnx_features(sessions["probe"], q_prep.images, model.batch_size)
+            og = onnx_features(sessions["gallery"], g_prep.images, model.batch_size)
+            t_onnx = min(t_onnx, time.perf_counter() - t)
+            t = time.perf_counter()
+            model.encode(q_prep, lr=True), model.encode(g_prep, lr=False)
+            t_eager = min(t_eager, time.perf_counter() - t)
     diff = max(float(np.abs(oq[i] - q_enc.features[i].numpy()).max()) for i in range(len(model.anchors)))
     diff = max(diff, *(float(np.abs(og[i] - g_enc.features[i].numpy()).max()) for i in range(len(model.anchors))))
 
@@ -119,8 +128,9 @@ def main() -> None:
         "bench": "search", "device": "cpu", "threads": threads, "queries": len(queries), "gallery": len(gallery),
         "anchors": len(model.anchors), "input_size": list(model.input_size),
         "weights": "untrained (seeded) default networks: small_cnn + SRCNN",
-        "features_images_per_s": {"torch_eager": round(n_images / t_feat, 1), "onnxruntime": round(n_images / t_onnx, 1)},
-        "onnxruntime_speedup": round(t_feat / t_onnx, 3),
+        "features_images_per_s": {"torch_eager": round(n_images / t_eager, 1), "onnxruntime": round(n_images / t_onnx, 1)},
+        "onnxruntime_speedup": round(t_eager / t_onnx, 3),
+        "feature_timing": f"best of {args.repeats + 1} eager and {args.repeats} onnxruntime runs, alternating",
         "onnxruntime_max_abs_feature_diff": diff,
         "parts_s": {"io": round(t_io, 3), "features": round(t_feat, 3), "ranking": round(t_rank, 3),
                     "sum": round(parts, 3)},
@@ -130,7 +140,7 @@ def main() -> None:
         # the same call's own parts: what it spent outside I/O, features and ranking (no timing noise between runs)
         "whole_over_its_own_parts": round(whole.timings["total"] / sum(v for k, v in whole.timings.items()
                                                                        if k != "total"), 4),
-        "targets": {"onnxruntime_speedup >= 1.5": t_feat / t_onnx >= 1.5,
+        "targets": {"onnxruntime_speedup >= 1.5": t_eager / t_onnx >= 1.5,
                     "whole_over_parts <= 1.2": whole.timings["total"] / parts <= 1.2},
     }, indent=2))
 

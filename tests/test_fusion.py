@@ -117,15 +117,15 @@ def test_select_sigma_matches_brute_force(problem):
         best, curve = select_sigma(*args, metric=metric)
         np.testing.assert_allclose([row[metric] for row in curve], [x[col] for x in ref], atol=1e-9)
         scores = [round(x[col], 9) for x in ref]
-        assert best == min(s for s, v in zip(grid, scores) if v == max(scores))
+        assert best == max(s for s, v in zip(grid, scores) if v == max(scores))
     assert len({row["rank1"] for row in curve}) > 1  # sigma actually matters here
 
 
-def test_select_sigma_ties_go_to_smallest():
+def test_select_sigma_ties_go_to_largest():
     d = torch.rand(1, 6, 6, dtype=torch.float64)
     pids = torch.arange(6)
     best, curve = select_sigma(d, torch.full((6,), 0.3), [0.5], pids, pids, [2.0, 0.5, 1.0])
-    assert best == 0.5 and len({row["rank1"] for row in curve}) == 1
+    assert best == 2.0 and len({row["rank1"] for row in curve}) == 1
 
 
 def test_table4_subsets_match_numpy(problem):

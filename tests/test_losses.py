@@ -263,6 +263,19 @@ def test_bnneck_triplet_before_bn_classifier_after_without_bias():
     assert net.classifier.bias is None and not bn.bias.requires_grad
 
 
+def test_neck_feat_before_matches_the_pooled_feature():
+    torch.manual_seed(0)
+    backbone = SmallCNN(widths=(4, 8))
+    net = ReIDNet(backbone, num_classes=5, feat_dim=None, neck="bnneck", neck_feat="before").eval()
+    x = torch.rand(3, 3, 16, 8)
+    pooled = backbone((x - net.mean) / net.std).mean((2, 3))  # independent: plain average pooling
+    torch.testing.assert_close(net.features(x), pooled)
+    f_t, logits = net(x)  # training is unchanged: cross-entropy still reads the BN'd feature
+    torch.testing.assert_close(logits, net.bn_feat(pooled) @ net.classifier.weight.T)
+    with pytest.raises(ValueError, match="neck_feat must be one of"):
+        ReIDNet(SmallCNN(widths=(4,)), num_classes=5, neck_feat="middle")
+
+
 def test_reidnet_needs_two_classes():
     with pytest.raises(ValueError, match="num_classes=1"):
         ReIDNet(SmallCNN(widths=(4,)), num_classes=1)

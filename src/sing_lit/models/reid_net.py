@@ -8,6 +8,7 @@ from torch import nn
 from sing_lit.runtime.errors import ConfigError
 
 NECKS = ("fc", "bnneck")
+NECK_FEATS = ("after", "before")
 
 
 class ReIDNet(nn.Module):
@@ -22,8 +23,10 @@ class ReIDNet(nn.Module):
             zero shift gives f_i, which a bias-free classifier reads and which is matched at test time.
             Triplet and cross-entropy then act on different spaces and stop pulling against each other.
 
-    :meth:`embed` returns (f_t, f_i): the feature the triplet loss sees and the one matched at test
-    time and classified. With ``fc`` both are the BN'd FC output's input and output.
+    :meth:`embed` returns (f_t, f_i): the feature the triplet loss sees and the one classified. With
+    ``fc`` they are the FC output before and after its BN. ``neck_feat`` says which one :meth:`features`
+    matches at test time: ``after`` (f_i, Luo et al.'s choice on Market-1501 with cosine) or ``before``
+    (f_t). On MLR-PRID and GRID with ``recipe=strong``, ``before`` measured better (README "Training recipe").
 
     Args:
         backbone: a module mapping images (B, 3, H, W) to feature maps (B, C, h, w) with an
@@ -32,18 +35,21 @@ class ReIDNet(nn.Module):
         feat_dim: size of the re-id feature (``bnneck``: null keeps the pooled size, no FC).
         dropout: dropout before the classifier.
         neck: ``fc`` or ``bnneck``.
+        neck_feat: ``after`` or ``before`` the neck's BN: the feature matched at test time.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, feat_dim: int | None = 256, dropout: float = 0.0,
-                 neck: str = "fc") -> None:
+                 neck: str = "fc", neck_feat: str = "after") -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"ReIDNet needs at least 2 training identities, got num_classes={num_classes}")
         if neck not in NECKS:
             raise ConfigError(f"model.net.neck must be one of {list(NECKS)}, got {neck!r}")
+        if neck_feat not in NECK_FEATS:
+            raise ConfigError(f"model.net.neck_feat must be one of {list(NECK_FEATS)}, got {neck_feat!r}")
         if neck == "fc" and not feat_dim:
             raise ConfigError("model.net.neck=fc needs model.net.feat_dim > 0")
-        self.neck = neck
+        self.neck, self.neck_feat = neck, neck_feat
         self.backbone = backbone
         self.pool = nn.AdaptiveAvgPool2d(1)
         dim = int(feat_dim) if feat_dim else backbone.out_channels
@@ -66,8 +72,8 @@ class ReIDNet(nn.Module):
         return f_t, self.bn_feat(f_t)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """F_fe: the re-id feature used for matching."""
-        return self.embed(x)[1]
+        """F_fe: the re-id feature used for matching (``neck_feat``: f_i after the BN, or f_t before)."""
+        return self.embed(x)[1 if self.neck_feat == "after" else 0]
 
     def classify(self, feature: torch.Tensor) -> torch.Tensor:
         """F_c: identity logits from a re-id feature."""

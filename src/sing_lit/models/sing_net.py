@@ -56,6 +56,7 @@ def build_sing_net(
     feat_dim: int | None = 256,
     dropout: float = 0.0,
     neck: str = "fc",
+    neck_feat: str = "after",
     flip_test: bool = False,
     normalize: bool = False,
 ) -> SINGNet:
@@ -64,6 +65,7 @@ def build_sing_net(
     Hydra gives ``backbone`` and ``sr_net`` as ``_partial_`` constructors, because the
     classifier size comes from the data, not from the config.
     """
-    reid_net = ReIDNet(backbone(), num_classes=num_classes, feat_dim=feat_dim, dropout=dropout, neck=neck)
+    reid_net = ReIDNet(backbone(), num_classes=num_classes, feat_dim=feat_dim, dropout=dropout, neck=neck,
+                       neck_feat=neck_feat)
     return SINGNet(reid_net=reid_net, sr_net=None if sr_net is None else sr_net(), flip_test=flip_test,
                    normalize=normalize)
