@@ -254,6 +254,7 @@ def test_split_file_round_trip_and_refusals(compose_cfg, tiny, tmp_path):
     ("data.protocol.test_ids=750", ConfigError, "test_ids=750 does not apply"),
     ("data.mlr.lr_camera=one_per_person", ConfigError, "lr_camera=query_and_one_per_person"),
     ("data.protocol.kind=multi_shot", ConfigError, "protocol.kind must be one of"),
+    ("data.protocol.kind=single_shot", ConfigError, "data=market1501_single_shot"),
     ("data.protocol.val_ids=6", DatasetError, "val_ids=6"),
 ])
 def test_bad_protocol_settings_are_refused(compose_cfg, tiny, override, error, words):

@@ -129,7 +129,8 @@ class SINGDataModule(L.LightningDataModule):
             self.protocol = protocol_settings(protocol, self.mlr)
         elif self.mlr["lr_camera"] == QUERY_GALLERY_VIEW:
             raise ConfigError(f"data.mlr.lr_camera={QUERY_GALLERY_VIEW} is the query/gallery protocol's MLR view; "
-                              "it needs data.protocol.kind=query_gallery")
+                              "it needs data.protocol.kind=query_gallery (the single-shot split of Market-1501 and "
+                              "DukeMTMC-reID is data=market1501_single_shot / data=dukemtmc_single_shot)")
         else:
             self.protocol = {"trials": 10, "test_ids": "half", "val_ids": 0.2, "one_camera_ids_in_train": True,
                              "seed": 0, "distractors_in_test_gallery": False, **protocol}
