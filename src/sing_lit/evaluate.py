@@ -3,7 +3,8 @@
 Rebuilds the data and the network from the config stored in the checkpoint, then runs
 ``trainer.validate`` and ``trainer.test`` on its trial's identities. On N processes the metrics
 are the same as on one (see :mod:`sing_lit.evaluation.gather`). Rank 0 writes
-``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, PSNR, SSIM, CMC).
+``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, PSNR, SSIM, CMC; under the
+query/gallery protocol, ``data=market1501`` or ``data=dukemtmc``, camera-aware, and mINP too).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from sing_lit.evaluation.ranking import EVAL_METRICS as METRICS
+from sing_lit.evaluation.protocol import EXTRA_METRICS, table_columns
+from sing_lit.evaluation.ranking import EVAL_METRICS
 from sing_lit.reporting.report import format_table, summarize
 from sing_lit.runtime.anchors import data_config, data_overrides, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic
 from sing_lit.runtime.cli import CONFIG_DIR, require_plugins, run_guarded
 from sing_lit.runtime.distributed import check_devices, ddp_job, is_global_zero, track, use_job_command
+
+METRICS = (*EVAL_METRICS, *EXTRA_METRICS)  # mINP only under the query/gallery protocol
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -40,11 +44,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         track(trainer)
         for stage, run in (("val", trainer.validate), ("test", trainer.test)):
             run(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-            result[stage] = {**{m: model.last_eval[m] for m in METRICS}, "cmc": model.last_eval["cmc"]}
+            result[stage] = {**{m: model.last_eval[m] for m in METRICS if m in model.last_eval},
+                             "cmc": model.last_eval["cmc"]}
         result["world_size"] = trainer.world_size
     if is_global_zero():
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", result)
-        print(format_table({stage: summarize([result[stage]], METRICS) for stage in ("val", "test")},
+        rows = {stage: summarize([result[stage]], METRICS) for stage in ("val", "test")}
+        print(format_table(rows, metrics=table_columns(rows),
                            title=f"{ckpt_path} on {trainer.world_size} process(es)"))
     return result
 

@@ -184,6 +184,8 @@ def run_trial(cfg: DictConfig, trial: int, sr_methods: Sequence[str], reid_metho
                     probe, gallery = dm.eval_sets[role]
                     meta[role] = {"q_pid": probe.pids, "g_pid": gallery.pids,
                                   "r": resolution_ratio(probe.areas, gallery.areas)}
+                    if probe.cams is not None:  # the query/gallery protocol: camera-aware evaluation
+                        meta[role].update(q_cam=probe.cams, g_cam=gallery.cams)
             lr_label, hr_label = dm.train_set.lr_label.numpy(), dm.train_set.hr_label.numpy()
             for sr_name in [s for s in sr_methods if UPSCALE_OF[s] == upscale]:
                 sr = None

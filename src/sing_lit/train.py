@@ -22,7 +22,8 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from sing_lit.data.splits import select_trials
-from sing_lit.evaluation.ranking import EVAL_METRICS as METRICS
+from sing_lit.evaluation.protocol import EXTRA_METRICS, table_columns
+from sing_lit.evaluation.ranking import EVAL_METRICS
 from sing_lit.reporting.report import format_table, summarize
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.checkpoint_io import AtomicCheckpointIO
@@ -33,6 +34,8 @@ from sing_lit.runtime.run_info import now_iso, write_run_info
 from sing_lit.runtime.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
 
 log = logging.getLogger("sing_lit.train")
+# what metrics.json reports per trial: rank-k, mAP, PSNR, SSIM, and mINP under the query/gallery protocol
+METRICS = (*EVAL_METRICS, *EXTRA_METRICS)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -133,7 +136,7 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
             result["val_rank1_best"] = float(ckpt_cb.best_model_score)
         if cfg.test and not trainer.fast_dev_run:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-            result["test"] = {m: model.last_eval[m] for m in METRICS}
+            result["test"] = {m: model.last_eval[m] for m in METRICS if m in model.last_eval}
             result["test_cmc"] = model.last_eval["cmc"]
         failed = False
     finally:
@@ -174,8 +177,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if summary["test"]:
         method = ("SING" if summary["sr_training"] == "joint" else "SRCNN (separate) + re-id") if summary["sr"] \
             else f"{summary['upscale']}-only"
-        print(format_table({f"{method} {cfg.anchor.label} ({cfg.data.name})": summary["test"]},
-                           title=f"test, mean ± std over {len(results)} trial(s)"))
+        rows = {f"{method} {cfg.anchor.label} ({cfg.data.name})": summary["test"]}
+        print(format_table(rows, title=f"test, mean ± std over {len(results)} trial(s)", metrics=table_columns(rows)))
     return summary
 
 

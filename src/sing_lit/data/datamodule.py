@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader
 
 from sing_lit.data.eval_shard import eval_sampler
 from sing_lit.data.images import folder_images, load_rgb, resize, scaled_size, to_uint8_tensor
-from sing_lit.data.mlr import build_mlr
+from sing_lit.data.mlr import QUERY_GALLERY_VIEW, build_mlr
+from sing_lit.data.query_gallery import (
+    QueryGalleryTrial,
+    protocol_settings,
+    query_gallery_records,
+    query_gallery_trials,
+)
 from sing_lit.data.readers._common import as_root
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.data.resumable import ResumableLoader
@@ -26,16 +32,21 @@ from sing_lit.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# data.protocol.kind: the paper's single-shot split (sing_lit.data.splits), or the download's own
+# query/gallery folders with camera-aware evaluation (sing_lit.data.query_gallery; MLR-Market, MLR-Duke)
+PROTOCOL_KINDS = ("single_shot", "query_gallery")
+
 
 class SINGDataModule(L.LightningDataModule):
-    """Feeds SING's three training streams and the single-shot evaluation sets of one trial.
+    """Feeds SING's three training streams and the evaluation sets of one trial.
 
     Training: genuine (or MLR) LR images of the training people, HR images of the other
     view, and synthetic LR images made from each HR image at the anchor ratio m, all
     resized to ``input_size`` by bicubic interpolation (the paper's input policy).
     Validation/test: probe = every LR image of the val/test people; gallery = the one HR
     image per person that the split file names (for the test set also any distractors it names,
-    ``protocol.distractors_in_test_gallery``).
+    ``protocol.distractors_in_test_gallery``). With ``protocol.kind=query_gallery`` the sets are the
+    download's query and gallery folders instead, and carry camera ids (:mod:`sing_lit.data.query_gallery`).
 
     Args:
         name: dataset name, used for caches and split metadata.
@@ -45,8 +56,10 @@ class SINGDataModule(L.LightningDataModule):
         input_size: (height, width) every image is resized to; the paper uses 160x72.
         mlr: MLR construction, see :func:`sing_lit.data.mlr.build_mlr`
             (``lr_camera``, ``ratios``, ``seed``, ``resample``).
-        protocol: ``trials``, ``test_ids``, ``val_ids``, ``one_camera_ids_in_train``, ``seed``,
-            ``distractors_in_test_gallery``, see :func:`sing_lit.data.splits.make_trials`.
+        protocol: ``kind`` (``single_shot``, the default, or ``query_gallery``) and ``trials``, ``test_ids``,
+            ``val_ids``, ``one_camera_ids_in_train``, ``seed``, ``distractors_in_test_gallery``, see
+            :func:`sing_lit.data.splits.make_trials` (``query_gallery``: ``trials``, ``val_ids``, ``seed``, see
+            :func:`sing_lit.data.query_gallery.make_query_gallery_trials`).
         split_file: versioned split file to read; when absent the trials are drawn from
             ``protocol`` and written to ``split_out`` for the record.
         trial: which trial of the protocol this module serves.
@@ -108,8 +121,19 @@ class SINGDataModule(L.LightningDataModule):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.mlr = {"lr_camera": "genuine", "ratios": [1 / 2, 1 / 3, 1 / 4], "seed": 0, "resample": "bicubic",
                     **(mlr or {})}
-        self.protocol = {"trials": 10, "test_ids": "half", "val_ids": 0.2, "one_camera_ids_in_train": True,
-                         "seed": 0, "distractors_in_test_gallery": False, **(protocol or {})}
+        protocol = dict(protocol or {})
+        self.protocol_kind = str(protocol.pop("kind", "single_shot"))
+        if self.protocol_kind not in PROTOCOL_KINDS:
+            raise ConfigError(f"data.protocol.kind must be one of {list(PROTOCOL_KINDS)}, got {self.protocol_kind!r}")
+        if self.query_gallery:
+            self.protocol = protocol_settings(protocol, self.mlr)
+        elif self.mlr["lr_camera"] == QUERY_GALLERY_VIEW:
+            raise ConfigError(f"data.mlr.lr_camera={QUERY_GALLERY_VIEW} is the query/gallery protocol's MLR view; "
+                              "it needs data.protocol.kind=query_gallery (the single-shot split of Market-1501 and "
+                              "DukeMTMC-reID is data=market1501_single_shot / data=dukemtmc_single_shot)")
+        else:
+            self.protocol = {"trials": 10, "test_ids": "half", "val_ids": 0.2, "one_camera_ids_in_train": True,
+                             "seed": 0, "distractors_in_test_gallery": False, **protocol}
         self.split_file, self.split_out, self.trial = split_file, split_out, int(trial)
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
@@ -119,6 +143,11 @@ class SINGDataModule(L.LightningDataModule):
         self.in_memory = bool(in_memory)
         self.records: list[ImageRecord] = []
         self._ready = False
+
+    @property
+    def query_gallery(self) -> bool:
+        """Whether this is the query/gallery protocol (camera-aware evaluation sets), not the single-shot one."""
+        return self.protocol_kind == "query_gallery"
 
     # ---- preparation ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -134,10 +163,7 @@ class SINGDataModule(L.LightningDataModule):
         if not hasattr(self, "trials"):
             self._prepare_records()
         if not hasattr(self, "eval_sets"):
-            trial = self.trials[self.trial]
-            self.eval_sets = {role: self._eval_sets(ids, gallery)
-                              for role, ids, gallery in (("val", trial.val, trial.val_gallery),
-                                                         ("test", trial.test, trial.test_gallery))}
+            self.eval_sets = {role: self._eval_sets(role) for role in ("val", "test")}
 
     def _prepare_records(self) -> None:
         if not Path(self.root).exists() and self.name != "synthetic":
@@ -147,15 +173,21 @@ class SINGDataModule(L.LightningDataModule):
             raise DatasetError(f"dataset {self.name} at {self.root} has no images")
         # The synthetic builder writes into a keyed sub-folder of data.root.
         self.data_root = _common_root(records) if self.name == "synthetic" else as_root(self.root)  # as the readers: links kept
+        # query/gallery: trial k redraws the MLR view from mlr.seed + k (sing_lit.data.query_gallery)
+        mlr_seed = int(self.mlr["seed"]) + self.trial if self.query_gallery else self.mlr["seed"]
         self.records, self.ratio_of = build_mlr(records, cache_root=self.cache_dir, dataset=self.name,
                                                 lr_camera=self.mlr["lr_camera"], ratios=self.mlr["ratios"],
-                                                seed=self.mlr["seed"], resample=self.mlr["resample"])
+                                                seed=mlr_seed, resample=self.mlr["resample"])
         self.trials = self._trials()
         if not 0 <= self.trial < len(self.trials):
             raise DatasetError(f"trial {self.trial} does not exist; the protocol has {len(self.trials)} trials")
 
-    def _trials(self) -> list[Trial]:
+    def _trials(self) -> list[Trial] | list[QueryGalleryTrial]:
         p = self.protocol
+        if self.query_gallery:
+            trials, self.split_meta = query_gallery_trials(self.records, self.data_root, self.name, p, self.mlr,
+                                                           self.split_file, self.split_out)
+            return trials
         if self.split_file and Path(self.split_file).exists():
             trials, meta = load_trials(self.split_file, self.records, self.data_root)
             self.split_meta = meta
@@ -228,6 +260,8 @@ class SINGDataModule(L.LightningDataModule):
         if not hasattr(self, "trials"):
             self._prepare_records()
         trial = self.trials[self.trial]
+        if self.query_gallery:
+            return query_gallery_records(self.records, trial, role)
         ids, gallery = (trial.val, trial.val_gallery) if role == "val" else (trial.test, trial.test_gallery)
         return self._select(ids, gallery)
 
@@ -237,17 +271,23 @@ class SINGDataModule(L.LightningDataModule):
         by_name = {str(Path(r.path).relative_to(self.data_root)): r for r in self.records if not r.genuine_lr}
         return probes, [by_name[gallery[p]] for p in sorted(gallery)]  # the people of ``ids`` plus any distractors
 
-    def _eval_sets(self, ids: list[int], gallery: dict[int, str]) -> tuple[EvalImages, EvalImages] | None:
-        if not ids:
+    def _eval_sets(self, role: str) -> tuple[EvalImages, EvalImages] | None:
+        trial = self.trials[self.trial]
+        if not (trial.val if role == "val" else trial.test):
             return None
-        probes, g_recs = self._select(ids, gallery)
+        probes, g_recs = self.eval_records(role)
         p_imgs, g_imgs = self._load([r.path for r in probes]), self._load([r.path for r in g_recs])
 
         def areas(imgs: list) -> torch.Tensor:
             return torch.tensor([im.width * im.height for im in imgs], dtype=torch.float64)
 
-        probe = EvalImages(self._inputs(p_imgs, lr=True), torch.tensor([r.pid for r in probes]), areas(p_imgs))
-        gal = EvalImages(self._inputs(g_imgs, lr=False), torch.tensor([r.pid for r in g_recs]), areas(g_imgs), self._h2l(g_imgs))
+        def cams(recs: list[ImageRecord]) -> torch.Tensor | None:  # only the query/gallery evaluation reads them
+            return torch.tensor([r.cam for r in recs]) if self.query_gallery else None
+
+        probe = EvalImages(self._inputs(p_imgs, lr=True), torch.tensor([r.pid for r in probes]), areas(p_imgs),
+                           cams=cams(probes))
+        gal = EvalImages(self._inputs(g_imgs, lr=False), torch.tensor([r.pid for r in g_recs]), areas(g_imgs),
+                         self._h2l(g_imgs), cams=cams(g_recs))
         return probe, gal
 
     # ---- loaders ---------------------------------------------------------------------
@@ -277,8 +317,9 @@ class SINGDataModule(L.LightningDataModule):
     def signature(self) -> dict:
         """What two anchors must share to be fused: dataset, split, input size, MLR view."""
         trial = self.trials[self.trial]
-        split_hash = hashlib.sha1(json.dumps([trial.train, trial.val, trial.test, sorted(trial.test_gallery.items()),
-                                              sorted(trial.val_gallery.items())]).encode()).hexdigest()[:16]
+        split = ([self.protocol_kind, trial.train, trial.val, trial.test] if self.query_gallery else
+                 [trial.train, trial.val, trial.test, sorted(trial.test_gallery.items()), sorted(trial.val_gallery.items())])
+        split_hash = hashlib.sha1(json.dumps(split).encode()).hexdigest()[:16]
         return {"dataset": self.name, "root": str(self.data_root), "trial": self.trial, "split": split_hash,
                 "input_size": list(self.input_size), "mlr": {k: str(v) for k, v in self.mlr.items()},
                 "upscale": self.upscale}

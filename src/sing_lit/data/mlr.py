@@ -8,7 +8,10 @@ kept at that genuine small size, which the fusion weights (Eq. 7) need. Which vi
   nothing is resampled;
 - an int ``k``: camera ``k`` (VIPeR, SYSU, PRID);
 - ``one_per_pair``: one random camera of each camera pair ``cam // 2`` (CUHK03);
-- ``one_per_person``: one random camera per person (Market-1501, DukeMTMC-reID).
+- ``one_per_person``: one random camera per person (the single-shot Market-1501, DukeMTMC-reID);
+- ``query_and_one_per_person``: MLR-Market-1501 / MLR-DukeMTMC-reID (the query/gallery protocol,
+  :mod:`sing_lit.data.query_gallery`): every image of the download's ``query`` subset, and one random
+  camera of each ``train`` person seen by two cameras or more; the ``gallery`` subset stays HR.
 
 Down-sampled images are cached as PNGs in a folder keyed by every input, written atomically.
 """
@@ -29,7 +32,8 @@ from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.runtime.atomic import build_dir_atomic
 
 MLR_VERSION = 1
-POLICIES = ("genuine", "one_per_pair", "one_per_person", "<camera index>")
+QUERY_GALLERY_VIEW = "query_and_one_per_person"
+POLICIES = ("genuine", "one_per_pair", "one_per_person", QUERY_GALLERY_VIEW, "<camera index>")
 
 
 def lr_view(records: Sequence[ImageRecord], lr_camera: str | int, seed: int) -> list[bool]:
@@ -48,6 +52,8 @@ def lr_view(records: Sequence[ImageRecord], lr_camera: str | int, seed: int) -> 
         if cam not in cams:
             raise DatasetError(f"mlr.lr_camera={cam} is not a camera of this dataset; cameras present: {cams}")
         return [r.cam == cam for r in records]
+    if lr_camera == QUERY_GALLERY_VIEW:
+        return _query_and_one_per_person(records, seed)
     rng = np.random.default_rng([seed, 7])
     if lr_camera == "one_per_pair":
         pairs = sorted({r.cam // 2 for r in records})
@@ -62,6 +68,18 @@ def lr_view(records: Sequence[ImageRecord], lr_camera: str | int, seed: int) -> 
         chosen = {pid: sorted(c)[int(rng.integers(len(c)))] for pid, c in sorted(cams_of.items())}
         return [r.cam == chosen[r.pid] and len(cams_of[r.pid]) > 1 for r in records]
     raise DatasetError(f"unknown mlr.lr_camera={lr_camera!r}; allowed: {POLICIES}")
+
+
+def _query_and_one_per_person(records: Sequence[ImageRecord], seed: int) -> list[bool]:
+    subsets = {r.subset for r in records}
+    if not {"train", "query", "gallery"} <= subsets:
+        raise DatasetError(f"mlr.lr_camera={QUERY_GALLERY_VIEW} needs a download with train, query and gallery "
+                           f"subsets (Market-1501, DukeMTMC-reID), got subsets {sorted(subsets)}")
+    train = [i for i, r in enumerate(records) if r.subset == "train"]
+    flags = [r.subset == "query" for r in records]
+    for i, f in zip(train, lr_view([records[i] for i in train], "one_per_person", seed)):
+        flags[i] = f
+    return flags
 
 
 def draw_ratios(n: int, ratios: Sequence[float], seed: int) -> list[float]:

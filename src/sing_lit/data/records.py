@@ -31,9 +31,13 @@ class ImageRecord:
             ``2 * (pair - 1) + (cam - 1)`` so ``cam // 2`` is the camera pair.
         genuine_lr: True when the image comes from a genuinely low-resolution camera
             (CAVIAR camera 2, a manifest's LR flag, GRID's probe view). False otherwise.
+        subset: the download's own subset the image belongs to, where it has one: ``train``, ``query``
+            or ``gallery`` for the Market-style folders (``bounding_box_train``, ``query``,
+            ``bounding_box_test``), which the query/gallery protocol uses; ``""`` otherwise.
     """
 
     path: str
     pid: int
     cam: int
     genuine_lr: bool = False
+    subset: str = ""

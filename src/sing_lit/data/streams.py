@@ -114,11 +114,15 @@ class IdentityStreams(TrainStreams):
 
 
 class EvalImages(Dataset):
-    """Probe or gallery images with person ids, genuine pixel areas and (gallery) synthetic LR."""
+    """Probe or gallery images with person ids, genuine pixel areas and (gallery) synthetic LR.
+
+    ``cams``: each image's camera, given only under the query/gallery protocol, whose evaluation is
+    camera-aware (:mod:`sing_lit.evaluation.protocol`); items then carry ``cam``. Single-shot sets have none.
+    """
 
     def __init__(self, images: torch.Tensor, pids: torch.Tensor, areas: torch.Tensor,
-                 h2l: torch.Tensor | None = None) -> None:
-        self.images, self.pids, self.areas, self.h2l = images, pids, areas, h2l
+                 h2l: torch.Tensor | None = None, cams: torch.Tensor | None = None) -> None:
+        self.images, self.pids, self.areas, self.h2l, self.cams = images, pids, areas, h2l, cams
 
     def __len__(self) -> int:
         return len(self.images)
@@ -128,4 +132,6 @@ class EvalImages(Dataset):
         item = {"image": self.images[i], "pid": self.pids[i], "area": self.areas[i], "index": i}
         if self.h2l is not None:
             item["h2l"] = self.h2l[i]
+        if self.cams is not None:
+            item["cam"] = self.cams[i]
         return item

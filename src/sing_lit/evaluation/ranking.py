@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -159,4 +160,69 @@ def cmc_and_map(
     }
     out["mAP"] = float(m_ap)
     out["cmc"] = cmc.tolist()
+    return out
+
+
+# ---- PLACEHOLDER: replaced at merge by the fast version of branch `eval` (same signature) ----------------------
+def rank_metrics(
+    dist: Tensor,
+    probe_pids: Tensor,
+    gallery_pids: Tensor,
+    *,
+    probe_cams: Tensor | None = None,
+    gallery_cams: Tensor | None = None,
+    gallery_junk: Tensor | None = None,
+    ranks: Sequence[int] = DEFAULT_RANKS,
+) -> dict[str, float | int | list[float]]:
+    """Query/gallery ranking metrics: CMC, mAP and mINP in percent, many true matches per query.
+
+    PLACEHOLDER: a simple brute-force version (one query at a time), to be replaced when branch ``eval``
+    (the fast version, same signature and results) is merged.
+
+    For each query, the gallery items flagged in ``gallery_junk`` and, when cameras are given, the items of
+    the query's own person seen by the query's own camera are removed from its ranking (the Market-1501
+    benchmark's rule). A query with no true match left is excluded from every metric and not counted in
+    ``num_valid_queries``. Ties are pessimistic (module docstring): the j-th true match (by distance) sits
+    at position ``j + W_j``, W_j the wrong items at a distance <= its own. CMC counts the first match's
+    position, AP = mean_j j / (j + W_j), INP = |G| / R_hard with R_hard the last match's position
+    (Ye et al., TPAMI 2021).
+
+    Returns:
+        ``{"rank{k}", "mAP", "mINP", "cmc" (length Ng), "num_valid_queries", "num_queries"}``.
+
+    Raises:
+        ValueError: bad shapes, NaN distances, a rank < 1, cameras for one side only, or no valid query.
+    """
+    if any(k < 1 for k in ranks):
+        raise ValueError(f"ranks are 1-based and must be >= 1, got {tuple(ranks)}")
+    _check(dist, probe_pids, gallery_pids)
+    if (probe_cams is None) != (gallery_cams is None):
+        raise ValueError("give probe_cams and gallery_cams together (camera-aware filtering), or neither")
+    n_q, n_g = dist.shape
+    d = dist.detach().double().cpu().numpy()
+    qp, gp = probe_pids.cpu().numpy(), gallery_pids.cpu().numpy()
+    keep_all = np.ones(n_g, bool) if gallery_junk is None else ~gallery_junk.cpu().numpy().astype(bool)
+    if keep_all.shape != (n_g,):
+        raise ValueError(f"gallery_junk must be ({n_g},), got {tuple(gallery_junk.shape)}")
+    cams = None if probe_cams is None else (probe_cams.cpu().numpy(), gallery_cams.cpu().numpy())
+    if cams is not None and (cams[0].shape != (n_q,) or cams[1].shape != (n_g,)):
+        raise ValueError(f"probe_cams must be ({n_q},) and gallery_cams ({n_g},), got {cams[0].shape}, {cams[1].shape}")
+    hits, aps, inps = np.zeros(n_g), [], []
+    for i in range(n_q):
+        keep = keep_all if cams is None else keep_all & ~((gp == qp[i]) & (cams[1] == cams[0][i]))
+        di, match = d[i, keep], gp[keep] == qp[i]
+        if not match.any():
+            continue
+        match_d, wrong_d = np.sort(di[match]), np.sort(di[~match])
+        j = np.arange(1, len(match_d) + 1)
+        pos = j + np.searchsorted(wrong_d, match_d, side="right")
+        hits[pos[0] - 1:] += 1
+        aps.append(float(np.mean(j / pos)))
+        inps.append(len(match_d) / float(pos[-1]))
+    if not aps:
+        raise ValueError(f"none of the {n_q} queries has a true match left in the gallery after filtering")
+    cmc = 100.0 * hits / len(aps)
+    out: dict[str, float | int | list[float]] = {f"rank{k}": float(cmc[min(k, n_g) - 1]) for k in ranks}
+    out.update(mAP=100.0 * float(np.mean(aps)), mINP=100.0 * float(np.mean(inps)), cmc=cmc.tolist(),
+               num_valid_queries=len(aps), num_queries=n_q)
     return out

@@ -22,8 +22,8 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
+from sing_lit.evaluation.protocol import evaluate_ranking, reported
 from sing_lit.evaluation.ranking import RANK_METRICS as METRICS
-from sing_lit.evaluation.ranking import cmc_and_map
 from sing_lit.runtime.errors import ConfigError
 
 
@@ -129,9 +129,10 @@ def _check_fusion_inputs(anchor_dists: Tensor, r: Tensor, anchor_ratios: Sequenc
         )
 
 
-def _metrics(dist: Tensor, probe_pids: Tensor, gallery_pids: Tensor) -> dict[str, float]:
-    out = cmc_and_map(dist, probe_pids, gallery_pids)
-    return {k: float(out[k]) for k in METRICS}  # the full curve is left out to stay small
+def _metrics(dist: Tensor, probe_pids: Tensor, gallery_pids: Tensor, probe_cams: Tensor | None,
+             gallery_cams: Tensor | None) -> dict[str, float]:
+    # the full curve is left out to stay small
+    return reported(evaluate_ranking(dist, probe_pids, gallery_pids, probe_cams, gallery_cams))
 
 
 def select_sigma(
@@ -142,6 +143,9 @@ def select_sigma(
     gallery_pids: Tensor,
     sigma_grid: Sequence[float],
     metric: str = "rank1",
+    *,
+    probe_cams: Tensor | None = None,
+    gallery_cams: Tensor | None = None,
 ) -> tuple[float, list[dict[str, float]]]:
     """Pick sigma of Eq. (8) by cross-validation on validation identities.
 
@@ -152,6 +156,8 @@ def select_sigma(
     MLR-PRID (3 trials) and GRID (1 trial), anchors of ``recipe=strong``: choosing the largest tied
     sigma instead of the smallest gave +1.6 to +6.4 test rank-1 (README "Fusion"). With one
     anchor every sigma ties (see module docstring).
+    With ``probe_cams`` and ``gallery_cams`` (the query/gallery protocol) the evaluation is camera-aware
+    (:func:`sing_lit.evaluation.protocol.evaluate_ranking`).
 
     Returns:
         ``(best_sigma, curve)`` with curve ``[{"sigma": s, "rank1": ..., "mAP": ...}, ...]``
@@ -167,7 +173,7 @@ def select_sigma(
     curve = []
     for sigma in sigma_grid:
         fused = fuse_distances(anchor_dists, fusion_weights(r, anchor_ratios, sigma))
-        curve.append({"sigma": float(sigma), **_metrics(fused, probe_pids, gallery_pids)})
+        curve.append({"sigma": float(sigma), **_metrics(fused, probe_pids, gallery_pids, probe_cams, gallery_cams)})
     best = min(curve, key=lambda row: (-row[metric], -row["sigma"]))
     return best["sigma"], curve
 

@@ -18,14 +18,14 @@ from typing import Any
 import hydra
 import torch
 
-from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
+from sing_lit.evaluation.protocol import REPORTED_METRICS, evaluate_ranking, reported, table_columns
+from sing_lit.evaluation.ranking import pairwise_l2
 from sing_lit.reporting.report import format_table, summarize, table_csv
 from sing_lit.runtime.anchors import AnchorRun, build_net, check_trial, data_config, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.cli import UserError
 from sing_lit.runtime.run_info import write_run_info
 from sing_lit.sing.fusion import (
-    METRICS,
     anchor_name,
     fuse_distances,
     fusion_weights,
@@ -40,19 +40,22 @@ FUSED, MEAN, BEST = "SING fused (Eq. 6-8)", "mean of anchors (unweighted)", "bes
 
 
 @torch.no_grad()
-def extract(net, loader, lr: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Features, person ids and genuine areas of one eval set."""
-    feats, pids, areas = [], [], []
+def extract(net, loader, lr: bool) -> dict[str, torch.Tensor]:
+    """``feat``, ``pid`` and ``area`` (genuine pixels) of one eval set, and ``cam`` where the set has cameras
+    (the query/gallery protocol)."""
+    feats, rows = [], {}
     for batch in loader:
         x = batch["image"].float().div_(255.0)
         feats.append(net.lr_features(x) if lr else net.hr_features(x))
-        pids.append(batch["pid"])
-        areas.append(batch["area"])
-    return torch.cat(feats).float(), torch.cat(pids), torch.cat(areas)
+        for key in ("pid", "area", "cam"):
+            if key in batch:
+                rows.setdefault(key, []).append(batch[key])
+    return {"feat": torch.cat(feats).float(), **{k: torch.cat(v) for k, v in rows.items()}}
 
 
 def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per anchor and role (val/test): the probe x gallery distances, plus ids and r (Eq. 7).
+    """Per anchor and role (val/test): the probe x gallery distances, plus ids, r (Eq. 7) and, under the
+    query/gallery protocol, the cameras (``q_cam``, ``g_cam``).
 
     ``data`` may hold ``root`` and ``cache_dir`` to replace the trained ones (see
     :func:`sing_lit.runtime.anchors.data_config`).
@@ -75,11 +78,12 @@ def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] 
         dists = []
         for a in anchors:
             net = build_net(ckpts[a.name], a.checkpoints[trial])
-            q, q_pid, q_area = extract(net, probe_loader, lr=True)
-            g, g_pid, g_area = extract(net, gallery_loader, lr=False)
-            dists.append(pairwise_l2(q, g))
-        out[role] = {"dists": torch.stack(dists), "q_pid": q_pid, "g_pid": g_pid,
-                     "r": resolution_ratio(q_area, g_area)}
+            q, g = extract(net, probe_loader, lr=True), extract(net, gallery_loader, lr=False)
+            dists.append(pairwise_l2(q["feat"], g["feat"]))
+        out[role] = {"dists": torch.stack(dists), "q_pid": q["pid"], "g_pid": g["pid"],
+                     "r": resolution_ratio(q["area"], g["area"])}
+        if "cam" in q:
+            out[role].update(q_cam=q["cam"], g_cam=g["cam"])
     return out
 
 
@@ -95,15 +99,19 @@ def fuse_precomputed(d: dict[str, Any], ratios: list[float], names: list[str], t
     """Fusion rows of one trial from precomputed distances of any re-id method.
 
     ``d["val"]`` and ``d["test"]`` hold ``dists`` (A, Nq, Ng) (one matrix per anchor, in the order of
-    ``ratios``), ``q_pid``, ``g_pid`` and ``r`` (Eq. 7). sigma is chosen on val for every subset of
+    ``ratios``), ``q_pid``, ``g_pid`` and ``r`` (Eq. 7), and ``q_cam``, ``g_cam`` under the query/gallery
+    protocol (then every metric is camera-aware and mINP joins them). sigma is chosen on val for every subset of
     >= 2 anchors; the rows are the fused distance, the unweighted mean, the best single anchor by val,
     and every non-empty subset (Table 4), all measured on test.
     """
     val, test = d["val"], d["test"]
 
+    def evaluate(dist: torch.Tensor, role: dict) -> dict[str, Any]:
+        return evaluate_ranking(dist, role["q_pid"], role["g_pid"], role.get("q_cam"), role.get("g_cam"))
+
     def metrics(dist: torch.Tensor, role: dict) -> dict[str, Any]:
-        m = cmc_and_map(dist, role["q_pid"], role["g_pid"])
-        return {**{k: float(m[k]) for k in METRICS}, "cmc": [float(c) for c in m["cmc"][:20]]}
+        m = evaluate(dist, role)
+        return {**reported(m), "cmc": [float(c) for c in m["cmc"][:20]]}
 
     rows: dict[str, dict] = {}
     sigmas: dict[str, float] = {}
@@ -115,11 +123,12 @@ def fuse_precomputed(d: dict[str, Any], ratios: list[float], names: list[str], t
             rows[name] = metrics(test["dists"][idx[0]], test)
             continue
         sub = [ratios[i] for i in idx]
-        sigma, curve = select_sigma(val["dists"][idx], val["r"], sub, val["q_pid"], val["g_pid"], sigma_grid, metric)
+        sigma, curve = select_sigma(val["dists"][idx], val["r"], sub, val["q_pid"], val["g_pid"], sigma_grid, metric,
+                                    probe_cams=val.get("q_cam"), gallery_cams=val.get("g_cam"))
         sigmas[name], curves[name] = sigma, curve
         rows[name] = metrics(fuse_distances(test["dists"][idx], fusion_weights(test["r"], sub, sigma)), test)
     all_name = "+".join(anchor_name(m) for m in ratios)
-    val_single = [cmc_and_map(val["dists"][i], val["q_pid"], val["g_pid"])[metric] for i in range(len(ratios))]
+    val_single = [evaluate(val["dists"][i], val)[metric] for i in range(len(ratios))]
     best_i = max(range(len(ratios)), key=lambda i: (val_single[i], -i))
     result = {
         "trial": trial,
@@ -181,12 +190,14 @@ def write_fusion(trials: list[dict[str, Any]], anchors: list[dict[str, Any]], ou
     """Mean ± std over trials of :func:`fuse_precomputed` results; writes metrics.json, table.md,
     table.csv and cmc.png into ``out_dir`` (metrics.json last: its presence means the stage finished)."""
     out_dir = Path(out_dir)
-    table = {name: summarize([t["rows"][name] for t in trials], METRICS) for name in (FUSED, MEAN, BEST)}
-    table4 = {name: summarize([t["subsets"][name] for t in trials], METRICS) for name in trials[0]["subsets"]}
+    table = {name: summarize([t["rows"][name] for t in trials], REPORTED_METRICS) for name in (FUSED, MEAN, BEST)}
+    table4 = {name: summarize([t["subsets"][name] for t in trials], REPORTED_METRICS) for name in trials[0]["subsets"]}
+    columns = table_columns(table)  # mINP only under the query/gallery protocol
     sigmas = [t["sigma"] for t in trials]
     title = title or f"{len(trials)} trial(s), sigma by {metric} on validation: {sigmas}"
-    md = "\n\n".join([format_table(table, title=f"Fusion: {title}"),
-                      format_table(table4, title="Table 4 layout: anchor subsets (r=1 as in the paper)")])
+    md = "\n\n".join([format_table(table, title=f"Fusion: {title}", metrics=columns),
+                      format_table(table4, title="Table 4 layout: anchor subsets (r=1 as in the paper)",
+                                   metrics=columns)])
     # metrics.json holds only what the anchors and config determine; their paths go to run_info.json.
     result = {"task": "fuse", "anchors": anchors, "metric": metric, "sigma_grid": list(sigma_grid),
               "sigma": sigmas, "table": table, "table4": table4, "trials": trials, **(extra or {})}
@@ -198,7 +209,7 @@ def write_fusion(trials: list[dict[str, Any]], anchors: list[dict[str, Any]], ou
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cmc(curves, out_dir / "cmc.png", title="CMC (mean over trials)")
     write_text_atomic(out_dir / "table.md", md + "\n")
-    write_text_atomic(out_dir / "table.csv", table_csv({**table, **table4}))
+    write_text_atomic(out_dir / "table.csv", table_csv({**table, **table4}, metrics=columns))
     write_run_info(out_dir, **(run_info or {}))
     write_json_atomic(out_dir / "metrics.json", result)
     print(md)

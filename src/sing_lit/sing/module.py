@@ -1,4 +1,4 @@
-"""LightningModule: SING's joint loss (Eq. 2-5), optimisation, and single-shot evaluation."""
+"""LightningModule: SING's joint loss (Eq. 2-5), optimisation, and evaluation (single-shot, or query/gallery)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sing_lit.evaluation.gather import gather_eval_set
-from sing_lit.evaluation.ranking import RANK_METRICS, cmc_and_map, pairwise_l2
+from sing_lit.evaluation.protocol import evaluate_ranking, reported
+from sing_lit.evaluation.ranking import pairwise_l2
 from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.anchors import load_checkpoint
@@ -22,7 +23,8 @@ from sing_lit.sing.triplet import MODES
 
 
 class SINGModule(L.LightningModule):
-    """Trains one SING anchor model and evaluates it with the single-shot protocol.
+    """Trains one SING anchor model and evaluates it: single-shot, or camera-aware query/gallery when the eval
+    batches carry ``cam`` (``data.protocol.kind=query_gallery``; :mod:`sing_lit.evaluation.protocol`).
 
     Args:
         net: builder ``net(num_classes=...) -> SINGNet`` (a Hydra ``_partial_``).
@@ -207,6 +209,8 @@ class SINGModule(L.LightningModule):
         rec = {"feat": feats.float(), "pid": batch["pid"], "area": batch["area"]}
         if "index" in batch:  # the item's dataset index: lets DDP ranks' shares be merged (evaluation.gather)
             rec["index"] = batch["index"]
+        if "cam" in batch:  # query/gallery protocol: the evaluation is camera-aware
+            rec["cam"] = batch["cam"]
         if dataloader_idx == 1:  # per image, so that the mean runs over unique images under DDP
             sr = self.net.super_resolve(self.to_float(batch["h2l"])).float().clamp(0, 1)
             rec["psnr"] = psnr(sr, image)
@@ -225,8 +229,9 @@ class SINGModule(L.LightningModule):
         self._eval = {}
         if probe is None or gallery is None:
             return {}
-        metrics = cmc_and_map(pairwise_l2(probe["feat"], gallery["feat"]), probe["pid"], gallery["pid"])
-        out = {k: float(metrics[k]) for k in RANK_METRICS}
+        metrics = evaluate_ranking(pairwise_l2(probe["feat"], gallery["feat"]), probe["pid"], gallery["pid"],
+                                   probe.get("cam"), gallery.get("cam"))
+        out = reported(metrics)
         out["psnr"] = float(gallery["psnr"].double().mean())
         out["ssim"] = float(gallery["ssim"].double().mean())
         self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, add_dataloader_idx=False)

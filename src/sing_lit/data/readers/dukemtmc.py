@@ -14,7 +14,7 @@ EXPECTED_TREE = """\
 |-- bounding_box_train/
 |   |-- 0001_c2_f0046182.jpg    person 0001, camera 2 (-> cam 1), frame 0046182
 |   `-- ...
-|-- bounding_box_test/          (pid -1 and 0000, if present, are excluded as in Market-1501)
+|-- bounding_box_test/          (pid -1 and 0000, if present, are handled as in Market-1501)
 |   `-- ...
 `-- query/
     `-- ..."""
@@ -26,10 +26,14 @@ def looks_like(root: str | Path) -> bool:
     return has_match(as_root(root) / "bounding_box_train", NAME)
 
 
-def read_dukemtmc(root: str | Path) -> list[ImageRecord]:
+def read_dukemtmc(root: str | Path, distractors: bool = False) -> list[ImageRecord]:
     """Read DukeMTMC-reID's train, test and query boxes (cameras c1..c8 -> cam 0..7).
 
+    Duke's gallery-only people (its 408 distractor identities) have ids of their own and are always
+    read; ``distractors`` keeps any 0000 boxes as in :func:`~sing_lit.data.readers.market1501.read_market1501`.
+
     Example:
-        >>> records = read_dukemtmc("data/DukeMTMC-reID")  # doctest: +SKIP
+        >>> records = read_dukemtmc("data/DukeMTMC-reID", distractors=True)  # doctest: +SKIP
     """
-    return read_market_style(root, NAME, "PPPP_cC_fFFFFFFF.jpg, e.g. 0001_c2_f0046182.jpg", EXPECTED_TREE)
+    return read_market_style(root, NAME, "PPPP_cC_fFFFFFFF.jpg, e.g. 0001_c2_f0046182.jpg", EXPECTED_TREE,
+                             distractors)
