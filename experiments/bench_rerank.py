@@ -53,7 +53,7 @@ def make_problem(size: dict[str, int], seed: int) -> tuple[torch.Tensor, torch.T
     g_ids = torch.cat([torch.arange(ids), torch.randint(0, ids, (size["gallery"] - ids,), generator=g)])
     q_ids = torch.randint(0, ids, (size["queries"],), generator=g)
     # Squared distances between identities exceed those within one by ~2·dim, with a spread of ~noise²·sqrt(8·dim):
-    # noise ~ dim^(1/4) keeps the problem equally hard at any dim (rank-1 well below 100 %).
+    # noise ~ dim^(1/4) keeps it about as hard at any dim (plain L2: rank-1 87-93 %, mAP 46-56 % here).
     noise = 0.5 * dim**0.25
     gallery = centres[g_ids] + noise * torch.randn(size["gallery"], dim, generator=g)
     query = centres[q_ids] + noise * torch.randn(size["queries"], dim, generator=g)
