@@ -5,6 +5,8 @@ Rebuilds the data and the network from the config stored in the checkpoint, then
 are the same as on one (see :mod:`sing_lit.evaluation.gather`). Rank 0 writes
 ``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, PSNR, SSIM, CMC; under the
 query/gallery protocol, ``data=market1501`` or ``data=dukemtmc``, camera-aware, and mINP too).
+``eval.rerank=true`` ranks both by k-reciprocal re-ranking (:mod:`sing_lit.evaluation.rerank`); metrics.json
+then records its settings under ``rerank``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sing_lit.evaluation.protocol import EXTRA_METRICS, table_columns
 from sing_lit.evaluation.ranking import EVAL_METRICS
+from sing_lit.evaluation.rerank import rerank_from_config
 from sing_lit.reporting.report import format_table, summarize
 from sing_lit.runtime.anchors import data_config, data_overrides, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic
@@ -31,14 +34,18 @@ METRICS = (*EVAL_METRICS, *EXTRA_METRICS)  # mINP only under the query/gallery p
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Validate and test ``cfg.ckpt_path``; return ``{"val": {...}, "test": {...}}``."""
     check_devices(cfg.trainer)
+    rerank = rerank_from_config(cfg.get("eval"))
     ckpt_path = str(Path(cfg.ckpt_path).resolve())
     meta = load_checkpoint(ckpt_path)["sing_lit"]
     config = OmegaConf.create(meta["config"])
     data = data_config(meta, **data_overrides(cfg))
     datamodule = hydra.utils.instantiate(data, trial=meta["data"]["trial"], split_out=None)
     model = hydra.utils.instantiate(config.model, num_classes=meta["num_classes"])
+    model.rerank = rerank
     use_job_command("sing_lit.evaluate")
     result: dict[str, Any] = {"task": "evaluate", "checkpoint": ckpt_path}
+    if rerank is not None:
+        result["rerank"] = rerank.describe()
     with ddp_job():
         trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, default_root_dir=cfg.paths.output_dir)
         track(trainer)
@@ -51,7 +58,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", result)
         rows = {stage: summarize([result[stage]], METRICS) for stage in ("val", "test")}
         print(format_table(rows, metrics=table_columns(rows),
-                           title=f"{ckpt_path} on {trainer.world_size} process(es)"))
+                           title=f"{ckpt_path} on {trainer.world_size} process(es)"
+                                 + (f", {rerank.label()}" if rerank else "")))
     return result
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from sing_lit.evaluation.rerank import rerank_from_config
 from sing_lit.runtime.anchors import AnchorRun, anchor_from_checkpoint, anchor_from_run_dir, data_overrides
 from sing_lit.runtime.cli import CONFIG_DIR, UserError, run_guarded
 from sing_lit.runtime.pipeline import anchor_groups
@@ -37,7 +38,7 @@ def fuse_from_config(cfg: DictConfig) -> dict[str, Any]:
     wandb_init = fusion_wandb_init(cfg.get("logger"), cfg.paths.output_dir,
                                    fusion_group(cfg.multirun_dir, [a.source for a in anchors]))
     return run_fusion(anchors, cfg.paths.output_dir, list(cfg.fusion.sigma_grid), cfg.fusion.metric,
-                      wandb_init=wandb_init, data=data_overrides(cfg))
+                      wandb_init=wandb_init, data=data_overrides(cfg), rerank=rerank_from_config(cfg.get("eval")))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fuse")

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from sing_lit.data.splits import select_trials
 from sing_lit.evaluation.protocol import EXTRA_METRICS, table_columns
 from sing_lit.evaluation.ranking import EVAL_METRICS
+from sing_lit.evaluation.rerank import rerank_from_config
 from sing_lit.reporting.report import format_table, summarize
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.checkpoint_io import AtomicCheckpointIO
@@ -57,6 +58,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.trials is not None and cfg.ckpt_path not in (None, LAST) and len(cfg.trials) != 1:
         raise UserError("ckpt_path resumes one trial: also set trials=[k]")
     check_devices(cfg.trainer)
+    rerank_from_config(cfg.get("eval"))
 
 
 def trial_indices(cfg: DictConfig) -> list[int]:
@@ -135,6 +137,7 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
             result["val_rank1_best"] = float(ckpt_cb.best_model_score)
         if cfg.test and not trainer.fast_dev_run:
+            model.rerank = rerank_from_config(cfg.get("eval"))  # the test only: validation chose the checkpoint
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             result["test"] = {m: model.last_eval[m] for m in METRICS if m in model.last_eval}
             result["test_cmc"] = model.last_eval["cmc"]
@@ -169,6 +172,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "trials": results,
         "test": summarize([r["test"] for r in results if "test" in r], METRICS),
     }
+    rerank = rerank_from_config(cfg.get("eval"))
+    if rerank is not None and cfg.test:
+        summary["test_rerank"] = rerank.describe()
     if not is_global_zero():
         return summary  # under DDP every rank has the results; rank 0 writes them
     # metrics.json holds only what the config and seed determine; where and when go to run_info.json.
@@ -178,7 +184,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         method = ("SING" if summary["sr_training"] == "joint" else "SRCNN (separate) + re-id") if summary["sr"] \
             else f"{summary['upscale']}-only"
         rows = {f"{method} {cfg.anchor.label} ({cfg.data.name})": summary["test"]}
-        print(format_table(rows, title=f"test, mean ± std over {len(results)} trial(s)", metrics=table_columns(rows)))
+        print(format_table(rows, title=f"test, mean ± std over {len(results)} trial(s)"
+                                       + (f", {rerank.label()}" if rerank else ""), metrics=table_columns(rows)))
     return summary
 
 

@@ -105,6 +105,7 @@ class FuseAnchorsCallback(Callback):
         if len(asked) < 2:
             log.info("multirun does not sweep over anchors: no fusion stage")
             return
+        from sing_lit.evaluation.rerank import rerank_from_config
         from sing_lit.runtime.wandb_runs import fusion_wandb_init, sweep_group
         from sing_lit.sing.fusion_stage import run_fusion
 
@@ -117,7 +118,7 @@ class FuseAnchorsCallback(Callback):
                 run_fusion(anchors, out, list(config.fusion.sigma_grid), config.fusion.metric,
                            title=f"{config.data.name}, {' '.join(rest) or 'defaults'}",
                            wandb_init=fusion_wandb_init(config.get("logger"), out, sweep_group(sweep_dir)),
-                           info={"group_overrides": list(rest)})
+                           info={"group_overrides": list(rest)}, rerank=rerank_from_config(config.get("eval")))
         except UserError as err:
             print(f"error: fusion stage: {err}", file=sys.stderr)
             sys.exit(2)

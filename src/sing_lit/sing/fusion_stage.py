@@ -6,6 +6,12 @@ report on the test identities the fused distance next to two references (the unw
 mean of the anchors' distances and the best single anchor, picked on validation) and every
 non-empty anchor subset (the paper's Table 4). Writes metrics.json, table.md, table.csv and
 cmc.png into the output dir and prints the table.
+
+With re-ranking (``eval.rerank=true``, :mod:`sing_lit.evaluation.rerank`) each anchor's probe-gallery
+distances are re-ranked with that anchor's own probe-probe and gallery-gallery distances, for val and
+test alike, and everything above (sigma's CV included) runs on the re-ranked distances. Eq. (6)'s
+per-probe weights need a probe's resolution ratio r (Eq. 7), which gallery-gallery pairs do not have,
+so a fused distance has no gallery-gallery part to re-rank; each anchor's distances do.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 
 from sing_lit.evaluation.protocol import REPORTED_METRICS, evaluate_ranking, reported, table_columns
 from sing_lit.evaluation.ranking import pairwise_l2
+from sing_lit.evaluation.rerank import Rerank
 from sing_lit.reporting.report import format_table, summarize, table_csv
 from sing_lit.runtime.anchors import AnchorRun, build_net, check_trial, data_config, load_checkpoint
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
@@ -53,12 +60,14 @@ def extract(net, loader, lr: bool) -> dict[str, torch.Tensor]:
     return {"feat": torch.cat(feats).float(), **{k: torch.cat(v) for k, v in rows.items()}}
 
 
-def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] | None = None) -> dict[str, Any]:
+def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] | None = None,
+                     rerank: Rerank | None = None) -> dict[str, Any]:
     """Per anchor and role (val/test): the probe x gallery distances, plus ids, r (Eq. 7) and, under the
     query/gallery protocol, the cameras (``q_cam``, ``g_cam``).
 
     ``data`` may hold ``root`` and ``cache_dir`` to replace the trained ones (see
-    :func:`sing_lit.runtime.anchors.data_config`).
+    :func:`sing_lit.runtime.anchors.data_config`). With ``rerank`` the distances are each anchor's
+    re-ranked ones (see the module docstring).
     """
     ckpts = {a.name: load_checkpoint(a.checkpoints[trial]) for a in anchors}
     metas = {n: c["sing_lit"] for n, c in ckpts.items()}
@@ -79,7 +88,8 @@ def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] 
         for a in anchors:
             net = build_net(ckpts[a.name], a.checkpoints[trial])
             q, g = extract(net, probe_loader, lr=True), extract(net, gallery_loader, lr=False)
-            dists.append(pairwise_l2(q["feat"], g["feat"]))
+            dists.append(pairwise_l2(q["feat"], g["feat"]) if rerank is None
+                         else rerank.distances(q["feat"], g["feat"], where=f"{role} set of {a.name}"))
         out[role] = {"dists": torch.stack(dists), "q_pid": q["pid"], "g_pid": g["pid"],
                      "r": resolution_ratio(q["area"], g["area"])}
         if "cam" in q:
@@ -88,9 +98,9 @@ def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] 
 
 
 def fuse_trial(anchors: list[AnchorRun], trial: int, sigma_grid: list[float], metric: str,
-               data: dict[str, Any] | None = None) -> dict[str, Any]:
+               data: dict[str, Any] | None = None, rerank: Rerank | None = None) -> dict[str, Any]:
     """One trial: sigma by CV on val, then every row of the result table on test."""
-    d = anchor_distances(anchors, trial, data)
+    d = anchor_distances(anchors, trial, data, rerank)
     return fuse_precomputed(d, [a.ratio for a in anchors], [a.name for a in anchors], trial, sigma_grid, metric)
 
 
@@ -158,49 +168,56 @@ def collect_trials(anchors: list[AnchorRun]) -> list[int]:
 
 def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[float], metric: str = "rank1",
                title: str = "", wandb_init: dict[str, Any] | None = None,
-               info: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+               info: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+               rerank: Rerank | None = None) -> dict[str, Any]:
     """Fuse anchors over all their common trials and write the result files into ``out_dir``.
 
     With ``wandb_init`` (see :func:`sing_lit.runtime.wandb_runs.fusion_wandb_init`) the same work runs inside a
     W&B run (job_type ``fuse``) that logs the result table, the sigma CV curve and the CMC curves.
     ``info`` goes into run_info.json as is (the pipeline records each group's overrides there; metrics.json
     stays the same bytes whichever way the stage was started). ``data`` (``root``, ``cache_dir``) replaces
-    where the anchors' dataset is, for run dirs moved to another machine.
+    where the anchors' dataset is, for run dirs moved to another machine. ``rerank``: re-rank each anchor's
+    distances first (module docstring); metrics.json then records it under ``rerank``.
     """
     if wandb_init:
         from sing_lit.runtime.wandb_runs import fusion_run, log_fusion
 
         with fusion_run(wandb_init) as run:
-            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, info=info, data=data)
+            result = run_fusion(anchors, out_dir, sigma_grid, metric, title, info=info, data=data, rerank=rerank)
             log_fusion(run, result, out_dir)
         return result
     if len(anchors) < 2:
         raise UserError(f"fusion needs at least 2 anchors, got {[a.name for a in anchors]}")
     anchors = sorted(anchors, key=lambda a: -a.ratio)
-    trials = [fuse_trial(anchors, k, list(sigma_grid), metric, data) for k in collect_trials(anchors)]
+    trials = [fuse_trial(anchors, k, list(sigma_grid), metric, data, rerank) for k in collect_trials(anchors)]
     sources = [{"name": a.name, "source": str(Path(a.source).resolve()),
              "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}} for a in anchors]
     return write_fusion(trials, [{"name": a.name, "ratio": a.ratio} for a in anchors], out_dir, sigma_grid, metric,
-                        title, run_info={"anchors": sources, **(info or {})})
+                        title, run_info={"anchors": sources, **(info or {})}, rerank=rerank)
 
 
 def write_fusion(trials: list[dict[str, Any]], anchors: list[dict[str, Any]], out_dir: str | Path,
                  sigma_grid: list[float], metric: str, title: str = "", run_info: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None, rerank: Rerank | None = None) -> dict[str, Any]:
     """Mean ± std over trials of :func:`fuse_precomputed` results; writes metrics.json, table.md,
-    table.csv and cmc.png into ``out_dir`` (metrics.json last: its presence means the stage finished)."""
+    table.csv and cmc.png into ``out_dir`` (metrics.json last: its presence means the stage finished).
+    ``rerank``: the re-ranking the distances went through, named in the title and metrics.json."""
     out_dir = Path(out_dir)
     table = {name: summarize([t["rows"][name] for t in trials], REPORTED_METRICS) for name in (FUSED, MEAN, BEST)}
     table4 = {name: summarize([t["subsets"][name] for t in trials], REPORTED_METRICS) for name in trials[0]["subsets"]}
     columns = table_columns(table)  # mINP only under the query/gallery protocol
     sigmas = [t["sigma"] for t in trials]
     title = title or f"{len(trials)} trial(s), sigma by {metric} on validation: {sigmas}"
+    if rerank is not None:
+        title += f"; {rerank.label()}"
     md = "\n\n".join([format_table(table, title=f"Fusion: {title}", metrics=columns),
                       format_table(table4, title="Table 4 layout: anchor subsets (r=1 as in the paper)",
                                    metrics=columns)])
     # metrics.json holds only what the anchors and config determine; their paths go to run_info.json.
     result = {"task": "fuse", "anchors": anchors, "metric": metric, "sigma_grid": list(sigma_grid),
               "sigma": sigmas, "table": table, "table4": table4, "trials": trials, **(extra or {})}
+    if rerank is not None:
+        result["rerank"] = rerank.describe()
     from sing_lit.viz.plots import plot_cmc
 
     n = min(len(t["rows"][FUSED]["cmc"]) for t in trials)

@@ -11,6 +11,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from sing_lit.evaluation.gather import gather_eval_set
 from sing_lit.evaluation.protocol import evaluate_ranking, reported
 from sing_lit.evaluation.ranking import pairwise_l2
+from sing_lit.evaluation.rerank import Rerank
 from sing_lit.evaluation.sr_quality import psnr
 from sing_lit.models.sing_net import SINGNet
 from sing_lit.runtime.anchors import load_checkpoint
@@ -128,6 +129,9 @@ class SINGModule(L.LightningModule):
         # Provenance stored in every checkpoint (config, data signature, anchor), so the
         # fusion stage can rebuild the net and refuse anchors that do not belong together.
         self.meta: dict = {}
+        # eval.rerank: set by the entry points before a reported evaluation (never for training's
+        # per-epoch validation, which selects checkpoints on the plain L2 distance); not a hyper-parameter.
+        self.rerank: Rerank | None = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sing_lit"] = self.meta
@@ -229,8 +233,11 @@ class SINGModule(L.LightningModule):
         self._eval = {}
         if probe is None or gallery is None:
             return {}
-        metrics = evaluate_ranking(pairwise_l2(probe["feat"], gallery["feat"]), probe["pid"], gallery["pid"],
-                                   probe.get("cam"), gallery.get("cam"))
+        if self.rerank is None:
+            dist = pairwise_l2(probe["feat"], gallery["feat"])
+        else:
+            dist = self.rerank.distances(probe["feat"], gallery["feat"], where=f"{stage} set")
+        metrics = evaluate_ranking(dist, probe["pid"], gallery["pid"], probe.get("cam"), gallery.get("cam"))
         out = reported(metrics)
         out["psnr"] = float(gallery["psnr"].double().mean())
         out["ssim"] = float(gallery["ssim"].double().mean())
