@@ -175,3 +175,10 @@ def test_refit_refuses_a_one_file_resume(tiny_cfg):
         check_config(tiny_cfg("data.protocol.val_mode=refit", "ckpt_path=/some/best.ckpt", "trials=[0]"))
     with pytest.raises(UserError, match="val_mode='sometimes'"):
         check_config(tiny_cfg("data.protocol.val_mode=sometimes"))
+
+
+def test_sr_reid_runs_holdout_only(compose_cfg):
+    from sing_lit.sr_reid import check_config
+
+    with pytest.raises(UserError, match="val_mode=holdout"):
+        check_config(compose_cfg(["data.protocol.val_mode=refit"], config_name="sr_reid"))

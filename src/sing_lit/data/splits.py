@@ -4,6 +4,10 @@ A split file holds, per trial, the train / validation / test identities and, for
 validation and test identities, the file name of the one HR gallery image drawn for each
 (paths relative to the dataset root): ids and names only, never images. Reading a split
 file back makes every run of every user use the same identities and the same gallery.
+It records the ``data.protocol`` it was drawn under, and is refused under another one.
+
+Trials are seeded draws (:func:`make_trials`, ``protocol.splits=random``) or a benchmark's own
+test sets with seeded validation people (:func:`benchmark_trials`, e.g. CUHK03's official splits).
 """
 
 from __future__ import annotations
