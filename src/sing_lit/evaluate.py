@@ -4,7 +4,8 @@ Rebuilds the data and the network from the config stored in the checkpoint, then
 ``trainer.validate`` and ``trainer.test`` on its trial's identities. On N processes the metrics
 are the same as on one (see :mod:`sing_lit.evaluation.gather`). Rank 0 writes
 ``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, PSNR, SSIM, CMC; under the
-query/gallery protocol, ``data=market1501`` or ``data=dukemtmc``, camera-aware, and mINP too).
+query/gallery protocol, ``data=market1501`` or ``data=dukemtmc``, camera-aware, and mINP too; ``val`` is null
+for a model of ``data.protocol.val_mode=refit``, which trained on the validation people).
 ``eval.rerank=true`` ranks both by k-reciprocal re-ranking (:mod:`sing_lit.evaluation.rerank`); metrics.json
 then records its settings under ``rerank``.
 """
@@ -49,14 +50,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with ddp_job():
         trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, default_root_dir=cfg.paths.output_dir)
         track(trainer)
-        for stage, run in (("val", trainer.validate), ("test", trainer.test)):
+        # A refit model (data.protocol.val_mode=refit) trained on the validation people: no validation score.
+        refit = meta["data"].get("trained_on") == "train+val"
+        stages = [("test", trainer.test)] if refit else [("val", trainer.validate), ("test", trainer.test)]
+        for stage, run in stages:
             run(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
             result[stage] = {**{m: model.last_eval[m] for m in METRICS if m in model.last_eval},
                              "cmc": model.last_eval["cmc"]}
+        if refit:
+            result["val"] = None
+            result["note"] = "trained on the validation people (val_mode=refit): no validation score"
         result["world_size"] = trainer.world_size
     if is_global_zero():
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", result)
-        rows = {stage: summarize([result[stage]], METRICS) for stage in ("val", "test")}
+        rows = {stage: summarize([result[stage]], METRICS) for stage in ("val", "test") if result[stage]}
         print(format_table(rows, metrics=table_columns(rows),
                            title=f"{ckpt_path} on {trainer.world_size} process(es)"
                                  + (f", {rerank.label()}" if rerank else "")))

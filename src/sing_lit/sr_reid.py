@@ -51,6 +51,9 @@ def method_label(sr: str, reid: str) -> str:
 
 def check_config(cfg: DictConfig) -> tuple[list[str], list[str], list[float]]:
     """The SR methods, re-id methods and anchor ratios (descending), or a UserError naming the bad key."""
+    if str(cfg.data.protocol.get("val_mode", "holdout")) != "holdout":
+        raise UserError(f"data.protocol.val_mode={cfg.data.protocol.val_mode}: sing_lit.sr_reid fits its methods on "
+                        "the training people and picks sigma on the held-out ones (val_mode=holdout) only")
     need, size = min_image_side(), list(cfg.input_size)
     if len(size) != 2 or min(size) < need:
         raise UserError(f"input_size={size} is too small for LOMO: expected [height, width] with both sides "

@@ -3,7 +3,8 @@
 For each trial of the dataset's protocol: build the data, the model, the callbacks, the
 loggers and the trainer from their ``_target_`` configs, fit, then test the best checkpoint
 (by ``val/rank1``). Writes ``<run>/trial_<k>/`` (checkpoints, logs, metrics) and
-``<run>/metrics.json`` with the mean and std over trials.
+``<run>/metrics.json`` with the mean and std over trials. ``data.protocol.val_mode=refit`` then
+retrains each trial on the training and validation people (:mod:`sing_lit.runtime.refit`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.checkpoint_io import AtomicCheckpointIO
 from sing_lit.runtime.cli import CONFIG_DIR, UserError, require_plugins, run_guarded
 from sing_lit.runtime.distributed import check_devices, ddp_job, is_global_zero, track, use_job_command
+from sing_lit.runtime.refit import HOLDOUT_DIR, REFIT_CHECKPOINT, StopAfterEpochs, holdout_epochs, val_mode
 from sing_lit.runtime.resume import LAST, check_fits_data, finished_trial, resume_checkpoint
 from sing_lit.runtime.run_info import now_iso, write_run_info
 from sing_lit.runtime.wandb_runs import finish_wandb, resume_id, start_wandb, train_run_names
@@ -55,6 +57,9 @@ def check_config(cfg: DictConfig) -> None:
         if not isinstance(value, (int, float)) or value < 0 or (key == "lr_reid" and value == 0):
             raise UserError(f"model.{key}={value!r} is not allowed: learning rates must be numbers "
                             f"{'> 0' if key == 'lr_reid' else '>= 0'}")
+    if val_mode(cfg.data.protocol) == "refit" and cfg.ckpt_path not in (None, LAST):
+        raise UserError(f"ckpt_path={cfg.ckpt_path} resumes one training run, but data.protocol.val_mode=refit trains "
+                        "two per trial (holdout, then refit): resume with ckpt_path=last")
     if cfg.trials is not None and cfg.ckpt_path not in (None, LAST) and len(cfg.trials) != 1:
         raise UserError("ckpt_path resumes one trial: also set trials=[k]")
     check_devices(cfg.trainer)
@@ -71,19 +76,37 @@ def trial_indices(cfg: DictConfig) -> list[int]:
 def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit and test one trial; return its val/test metrics and best checkpoint.
 
-    With ``ckpt_path=last`` a finished trial is reused and an interrupted one resumed (see
-    :mod:`sing_lit.runtime.resume`); ``info`` collects what happened, for ``run_info.json``.
+    With ``data.protocol.val_mode=refit`` the trial is a holdout run (``trial_<k>/holdout/``, validated, not
+    tested) and then a refit run on the training and validation people for the holdout run's best epoch
+    count, which is tested (see :mod:`sing_lit.runtime.refit`). With ``ckpt_path=last`` a finished run is
+    reused and an interrupted one resumed (see :mod:`sing_lit.runtime.resume`); ``info`` collects what
+    happened, for ``run_info.json``.
     """
     info = {} if info is None else info
+    if val_mode(cfg.data.protocol) == "holdout":
+        return fit_trial(cfg, k, out_dir, info)
+    holdout = fit_trial(cfg, k, out_dir / HOLDOUT_DIR, info.setdefault("holdout", {}), run_dir=out_dir.parent,
+                        stage="holdout")
+    return fit_trial(cfg, k, out_dir, info, stage="refit", holdout=holdout)
+
+
+def fit_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any], run_dir: Path | None = None,
+              stage: str = "train", holdout: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training run of trial ``k`` into ``out_dir``: ``train`` (val_mode=holdout: fit, pick the best
+    checkpoint on val, test it), or the ``holdout`` / ``refit`` run of val_mode=refit (``holdout``: the
+    holdout run's result, whose best checkpoint sets the refit run's epochs and is kept for sigma)."""
+    run_dir = out_dir.parent if run_dir is None else run_dir
     done = finished_trial(cfg, k, out_dir)
     if done is not None:
         info["reused"] = True
         return done
+    refit_epochs = holdout_epochs(run_dir / holdout["best_checkpoint"]) if stage == "refit" else None
     ckpt_path, ckpt_meta = resume_checkpoint(cfg, k, out_dir)
     info["resumed_from"] = str(Path(ckpt_path).resolve()) if ckpt_path else None
     L.seed_everything(int(cfg.seed) + k, workers=True, verbose=False)
-    split_out = str(out_dir.parent / "split.json") if is_global_zero() else None  # DDP: rank 0 writes files
-    datamodule = hydra.utils.instantiate(cfg.data, trial=k, split_out=split_out, seed=int(cfg.seed) + k)
+    split_out = str(run_dir / "split.json") if is_global_zero() else None  # DDP: rank 0 writes files
+    datamodule = hydra.utils.instantiate(cfg.data, trial=k, split_out=split_out, seed=int(cfg.seed) + k,
+                                         refit=stage == "refit")
     datamodule.setup("fit")
     if ckpt_path:
         check_fits_data(ckpt_path, ckpt_meta, datamodule.num_classes)
@@ -94,16 +117,23 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
         "data": datamodule.signature(),
         "num_classes": datamodule.num_classes,
         "backbone": cfg.model.net.backbone._target_,
+        "stage": stage,
     }
+    if stage == "refit":  # the fusion stage takes sigma's validation distances from the holdout run's model
+        model.meta["holdout_checkpoint"] = os.path.relpath(run_dir / holdout["best_checkpoint"], out_dir / "checkpoints")
+        model.meta["refit_epochs"] = refit_epochs
+    suffix = "_holdout" if stage == "holdout" else ""
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
-        extra = {"version": f"trial_{k}"} if name in ("csv", "tensorboard") else {}
+        extra = {"version": f"trial_{k}{suffix}"} if name in ("csv", "tensorboard") else {}
         if name == "wandb":
             extra = {key: v for key, v in train_run_names(cfg, k).items() if lg_cfg.get(key) is None}
+            if suffix and "name" in extra:
+                extra["name"] += suffix.replace("_", "-")
             if ckpt_path is not None:
                 extra["id"] = resume_id(ckpt_path)  # resuming continues the checkpoint's W&B run
         loggers.append(hydra.utils.instantiate(lg_cfg, **extra))
-    callbacks = []
+    callbacks: list[L.Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None:
             continue  # switched off on the command line: callbacks.<name>=null
@@ -112,10 +142,17 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
         if name == "step_checkpoint" and not cb_cfg.get("every_n_train_steps"):
             continue  # mid-epoch last.ckpt is off; model_checkpoint saves it every epoch
         extra = {"dirpath": str(out_dir / "checkpoints")} if name in ("model_checkpoint", "step_checkpoint") else {}
+        if name == "model_checkpoint" and stage == "refit":  # no validation: the last epoch's model is the one
+            extra.update(monitor=None, filename=REFIT_CHECKPOINT, save_on_train_epoch_end=True)
         callbacks.append(hydra.utils.instantiate(cb_cfg, **extra))
+    trainer_extra: dict[str, Any] = {}
+    if stage == "refit":  # its training people include the validation people: validating on them means nothing
+        callbacks.append(StopAfterEpochs(refit_epochs))
+        trainer_extra["limit_val_batches"] = 0
     # Atomic checkpoint files, never NaN weights, one clear line when the disk is full.
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                 default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()])
+                                                 default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()],
+                                                 **trainer_extra)
     track(trainer)  # DDP: the ranks it starts end with the job (sing_lit.runtime.distributed.ddp_job)
     result: dict[str, Any] = {"trial": k, "num_classes": datamodule.num_classes}
     failed = True
@@ -130,13 +167,17 @@ def train_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any] | N
         best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
         # Paths relative to the run dir: a copied or moved run dir stays usable (and
         # metrics.json stays byte-identical between two runs of the same config).
-        run_dir = out_dir.parent
         result["best_checkpoint"] = os.path.relpath(best, run_dir) if best else ""
         last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
         result["last_checkpoint"] = os.path.relpath(last, run_dir) if last else ""
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
             result["val_rank1_best"] = float(ckpt_cb.best_model_score)
-        if cfg.test and not trainer.fast_dev_run:
+        if stage == "refit":  # model selection happened in the holdout run: its score is the trial's
+            result.update(val_mode="refit", refit_epochs=refit_epochs, holdout_checkpoint=holdout["best_checkpoint"],
+                          holdout_num_classes=holdout["num_classes"])
+            if "val_rank1_best" in holdout:
+                result["val_rank1_best"] = holdout["val_rank1_best"]
+        if cfg.test and stage != "holdout" and not trainer.fast_dev_run:
             model.rerank = rerank_from_config(cfg.get("eval"))  # the test only: validation chose the checkpoint
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             result["test"] = {m: model.last_eval[m] for m in METRICS if m in model.last_eval}
@@ -168,6 +209,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "synthetic_stream": bool(cfg.model.synthetic_stream),
         "sr_training": str(cfg.model.get("sr_training", "joint")),
         "upscale": str(cfg.data.upscale),
+        "val_mode": val_mode(cfg.data.protocol),
         "alpha": float(cfg.model.alpha),
         "trials": results,
         "test": summarize([r["test"] for r in results if "test" in r], METRICS),

@@ -26,7 +26,15 @@ from sing_lit.data.query_gallery import (
 from sing_lit.data.readers._common import as_root
 from sing_lit.data.records import DatasetError, ImageRecord
 from sing_lit.data.resumable import ResumableLoader
-from sing_lit.data.splits import Trial, load_trials, make_trials, save_trials
+from sing_lit.data.splits import (
+    PROTOCOL_DEFAULTS,
+    Trial,
+    benchmark_trials,
+    load_trials,
+    make_trials,
+    save_trials,
+    split_protocol,
+)
 from sing_lit.data.streams import EvalImages, IdentityStreams, TrainStreams
 from sing_lit.runtime.errors import ConfigError
 
@@ -59,9 +67,17 @@ class SINGDataModule(L.LightningDataModule):
         protocol: ``kind`` (``single_shot``, the default, or ``query_gallery``) and ``trials``, ``test_ids``,
             ``val_ids``, ``one_camera_ids_in_train``, ``seed``, ``distractors_in_test_gallery``, see
             :func:`sing_lit.data.splits.make_trials` (``query_gallery``: ``trials``, ``val_ids``, ``seed``, see
-            :func:`sing_lit.data.query_gallery.make_query_gallery_trials`).
-        split_file: versioned split file to read; when absent the trials are drawn from
-            ``protocol`` and written to ``split_out`` for the record.
+            :func:`sing_lit.data.query_gallery.make_query_gallery_trials`); ``splits``: ``random`` (seeded
+            draws) or a benchmark's own splits (``official``/``new``, read by ``benchmark_splits``, see
+            :func:`sing_lit.data.splits.benchmark_trials`); ``val_mode``: ``holdout`` or ``refit`` (what
+            ``sing_lit.train`` does with the validation people).
+        benchmark_splits: callable(root, splits) -> the test pids of each of the dataset's own splits
+            (a Hydra ``_partial_``, e.g. CUHK03's :func:`sing_lit.data.readers.cuhk03_splits.benchmark_test_sets`);
+            None: the dataset has none, only ``protocol.splits=random``.
+        split_file: versioned split file to read, refused if it records another ``protocol``; when absent
+            the trials are drawn from ``protocol`` and written to ``split_out`` for the record.
+        refit: train on the trial's training and validation people (the refit stage of
+            ``protocol.val_mode=refit``); the validation set is then no held-out set.
         trial: which trial of the protocol this module serves.
         upscale: filter that brings LR images (genuine, MLR and synthetic) to the input size: ``bicubic``
             (the paper's policy) or ``bilinear`` (Table 2's bilinear "SR"); HR images are always bicubic.
@@ -86,6 +102,7 @@ class SINGDataModule(L.LightningDataModule):
         input_size: Sequence[int] = (160, 72),
         mlr: dict | None = None,
         protocol: dict | None = None,
+        benchmark_splits: Callable[[str, str], list[list[int]]] | None = None,
         split_file: str | None = None,
         split_out: str | None = None,
         trial: int = 0,
@@ -101,6 +118,7 @@ class SINGDataModule(L.LightningDataModule):
         pk_k: int = 4,
         augment: dict | None = None,
         in_memory: bool = True,
+        refit: bool = False,
     ) -> None:
         super().__init__()
         if sampler not in ("pairs", "pk"):
@@ -125,15 +143,30 @@ class SINGDataModule(L.LightningDataModule):
         self.protocol_kind = str(protocol.pop("kind", "single_shot"))
         if self.protocol_kind not in PROTOCOL_KINDS:
             raise ConfigError(f"data.protocol.kind must be one of {list(PROTOCOL_KINDS)}, got {self.protocol_kind!r}")
+        unknown = sorted(set(protocol) - set(PROTOCOL_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"data.protocol has unknown key(s) {unknown}; expected some of "
+                              f"{['kind', *PROTOCOL_DEFAULTS]}")
         if self.query_gallery:
-            self.protocol = protocol_settings(protocol, self.mlr)
+            if protocol.get("splits", "random") != "random":
+                raise ConfigError(f"data.protocol.splits={protocol['splits']!r} does not apply to "
+                                  "data.protocol.kind=query_gallery: the download's folders are the split")
+            self.protocol = {"splits": "random", "val_mode": "holdout", **protocol_settings(protocol, self.mlr)}
         elif self.mlr["lr_camera"] == QUERY_GALLERY_VIEW:
             raise ConfigError(f"data.mlr.lr_camera={QUERY_GALLERY_VIEW} is the query/gallery protocol's MLR view; "
                               "it needs data.protocol.kind=query_gallery (the single-shot split of Market-1501 and "
                               "DukeMTMC-reID is data=market1501_single_shot / data=dukemtmc_single_shot)")
         else:
-            self.protocol = {"trials": 10, "test_ids": "half", "val_ids": 0.2, "one_camera_ids_in_train": True,
-                             "seed": 0, "distractors_in_test_gallery": False, **protocol}
+            self.protocol = {**PROTOCOL_DEFAULTS, **protocol}
+        if self.protocol["val_mode"] not in ("holdout", "refit"):
+            raise ConfigError(f"data.protocol.val_mode must be 'holdout' or 'refit', got {self.protocol['val_mode']!r}")
+        if self.protocol["splits"] != "random" and benchmark_splits is None:
+            raise ConfigError(f"data.protocol.splits={self.protocol['splits']!r}, but data={name} has no benchmark "
+                              "splits of its own (data.benchmark_splits is null): use data.protocol.splits=random")
+        if self.protocol["splits"] != "random" and self.protocol.get("distractors_in_test_gallery"):
+            raise ConfigError("data.protocol.distractors_in_test_gallery=true draws random splits; it cannot be "
+                              f"combined with data.protocol.splits={self.protocol['splits']!r}")
+        self.benchmark_splits, self.refit = benchmark_splits, bool(refit)
         self.split_file, self.split_out, self.trial = split_file, split_out, int(trial)
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
@@ -189,13 +222,20 @@ class SINGDataModule(L.LightningDataModule):
                                                            self.split_file, self.split_out)
             return trials
         if self.split_file and Path(self.split_file).exists():
-            trials, meta = load_trials(self.split_file, self.records, self.data_root)
+            trials, meta = load_trials(self.split_file, self.records, self.data_root, protocol=p)
             self.split_meta = meta
             return trials
-        trials = make_trials(self.records, self.data_root, num_trials=p["trials"], test_ids=p["test_ids"],
-                             val_ids=p["val_ids"], one_camera_ids_in_train=p["one_camera_ids_in_train"],
-                             seed=p["seed"], distractors_in_test_gallery=bool(p["distractors_in_test_gallery"]))
-        self.split_meta = {"dataset": self.name, "protocol": {k: str(v) for k, v in p.items()},
+        if p["splits"] == "random":
+            trials = make_trials(self.records, self.data_root, num_trials=p["trials"], test_ids=p["test_ids"],
+                                 val_ids=p["val_ids"], one_camera_ids_in_train=p["one_camera_ids_in_train"],
+                                 seed=p["seed"], distractors_in_test_gallery=bool(p["distractors_in_test_gallery"]))
+        else:
+            trials = benchmark_trials(self.records, self.data_root, self.benchmark_splits(self.root, p["splits"]),
+                                      num_trials=int(p["trials"]), test_ids=p["test_ids"], val_ids=p["val_ids"],
+                                      one_camera_ids_in_train=p["one_camera_ids_in_train"], seed=p["seed"],
+                                      splits=p["splits"])
+        # val_mode is recorded (what this run's final models trained on) but not part of the split's protocol.
+        self.split_meta = {"dataset": self.name, "protocol": split_protocol(p), "val_mode": str(p["val_mode"]),
                            "mlr": {k: str(v) for k, v in self.mlr.items()}}
         if self.split_out:
             save_trials(self.split_out, trials, self.split_meta)
@@ -221,7 +261,7 @@ class SINGDataModule(L.LightningDataModule):
         return torch.stack(out)
 
     def _build_tensors(self, trial: Trial) -> None:
-        train_ids = sorted(trial.train)
+        train_ids = sorted(trial.train + (trial.val if self.refit else []))
         self.label_of = {p: i for i, p in enumerate(train_ids)}
         self.num_classes = len(train_ids)
         tr_lr = [r for r in self.records if r.pid in self.label_of and r.genuine_lr]
@@ -322,7 +362,7 @@ class SINGDataModule(L.LightningDataModule):
         split_hash = hashlib.sha1(json.dumps(split).encode()).hexdigest()[:16]
         return {"dataset": self.name, "root": str(self.data_root), "trial": self.trial, "split": split_hash,
                 "input_size": list(self.input_size), "mlr": {k: str(v) for k, v in self.mlr.items()},
-                "upscale": self.upscale}
+                "upscale": self.upscale, "trained_on": "train+val" if self.refit else "train"}
 
 
 def _common_root(records: Sequence[ImageRecord]) -> Path:

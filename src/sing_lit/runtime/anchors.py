@@ -6,7 +6,7 @@ import copy
 import json
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,21 @@ from sing_lit.runtime.cli import UserError
 
 @dataclass
 class AnchorRun:
-    """One trained anchor: its name, ratio and the best checkpoint of each trial."""
+    """One trained anchor: its name, ratio and the best checkpoint of each trial.
+
+    ``val_checkpoints``: per trial, the model whose validation distances choose sigma where that is not
+    the tested one (``data.protocol.val_mode=refit``: the holdout run's best checkpoint).
+    """
 
     name: str
     ratio: float
     source: Path
     checkpoints: dict[int, Path]
+    val_checkpoints: dict[int, Path] = field(default_factory=dict)
+
+    def val_checkpoint(self, trial: int) -> Path:
+        """The checkpoint of trial ``trial`` that the validation people were held out of."""
+        return self.val_checkpoints.get(trial, self.checkpoints[trial])
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -44,25 +53,31 @@ def anchor_from_run_dir(run_dir: str | Path) -> AnchorRun:
     if not run_dir.is_dir():
         raise UserError(f"anchor run dir {run_dir} does not exist")
     metrics = _read_json(run_dir / "metrics.json", f"anchor job {run_dir.name} failed or is unfinished")
-    ckpts = {}
+    ckpts, val_ckpts = {}, {}
     for t in metrics.get("trials", []):
         best = t.get("best_checkpoint") or ""
         if not best:
             raise UserError(f"anchor job {run_dir.name}: trial {t.get('trial')} saved no checkpoint "
                             "(was it a fast_dev_run?); train it again without debug settings")
         ckpts[int(t["trial"])] = run_dir / best  # relative to the run dir (absolute paths still work)
+        if t.get("holdout_checkpoint"):  # val_mode=refit
+            val_ckpts[int(t["trial"])] = run_dir / t["holdout_checkpoint"]
     if not ckpts:
         raise UserError(f"anchor job {run_dir.name}: {run_dir / 'metrics.json'} lists no trained trial")
     anchor = metrics["anchor"]
-    return AnchorRun(name=anchor["name"], ratio=float(anchor["ratio"]), source=run_dir, checkpoints=ckpts)
+    return AnchorRun(name=anchor["name"], ratio=float(anchor["ratio"]), source=run_dir, checkpoints=ckpts,
+                     val_checkpoints=val_ckpts)
 
 
 def anchor_from_checkpoint(path: str | Path) -> AnchorRun:
     """An anchor from one checkpoint file (one trial)."""
     path = Path(path)
     meta = load_checkpoint(path)["sing_lit"]
+    trial = int(meta["data"]["trial"])
+    # A refit checkpoint names its holdout run's checkpoint, relative to its own folder.
+    val = {trial: path.parent / meta["holdout_checkpoint"]} if meta.get("holdout_checkpoint") else {}
     return AnchorRun(name=meta["anchor"]["name"], ratio=float(meta["anchor"]["ratio"]), source=path,
-                     checkpoints={int(meta["data"]["trial"]): path})
+                     checkpoints={trial: path}, val_checkpoints=val)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -142,7 +157,7 @@ def check_compatible(anchors: list[AnchorRun], metas: dict[str, dict]) -> None:
         meta = metas[a.name]
         for key, what in (("dataset", "datasets"), ("root", "dataset roots"), ("split", "splits"),
                           ("input_size", "input sizes"), ("mlr", "MLR constructions"),
-                          ("upscale", "LR upscaling filters")):
+                          ("upscale", "LR upscaling filters"), ("trained_on", "training people (val_mode)")):
             if meta["data"].get(key) != ref["data"].get(key):
                 raise UserError(f"anchor {a.name} ({a.source}) was trained on different {what} than anchor "
                                 f"{ref_name}: {meta['data'].get(key)} vs {ref['data'].get(key)}")

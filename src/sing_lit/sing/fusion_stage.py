@@ -1,7 +1,8 @@
 """The fusion-eval stage's work (Eq. 6-8), shared by ``sing_lit.fuse``, the multirun pipeline and ``sr_reid``.
 
 For each trial: extract every val/test image's features once per anchor, compute each
-anchor's L2 distances, choose sigma by cross-validation on the validation identities, then
+anchor's L2 distances, choose sigma by cross-validation on the validation identities (with models
+that did not train on them: ``val_mode=refit`` takes the holdout runs' checkpoints), then
 report on the test identities the fused distance next to two references (the unweighted
 mean of the anchors' distances and the best single anchor, picked on validation) and every
 non-empty anchor subset (the paper's Table 4). Writes metrics.json, table.md, table.csv and
@@ -65,17 +66,34 @@ def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] 
     """Per anchor and role (val/test): the probe x gallery distances, plus ids, r (Eq. 7) and, under the
     query/gallery protocol, the cameras (``q_cam``, ``g_cam``).
 
-    ``data`` may hold ``root`` and ``cache_dir`` to replace the trained ones (see
-    :func:`sing_lit.runtime.anchors.data_config`). With ``rerank`` the distances are each anchor's
-    re-ranked ones (see the module docstring).
+    Test distances come from each anchor's tested checkpoint; validation distances, which choose sigma
+    and the best single anchor, from the checkpoint that the validation people were held out of: the
+    same one, or with ``data.protocol.val_mode=refit`` the holdout run's (a model trained on them would
+    turn the cross-validation into a training-set fit, so it is refused). ``data`` may hold ``root`` and
+    ``cache_dir`` to replace the trained ones (see :func:`sing_lit.runtime.anchors.data_config`). With
+    ``rerank`` the distances are each anchor's re-ranked ones (see the module docstring).
     """
-    ckpts = {a.name: load_checkpoint(a.checkpoints[trial]) for a in anchors}
-    metas = {n: c["sing_lit"] for n, c in ckpts.items()}
-    check_trial(anchors, metas, trial)
-    data_cfg = data_config(metas[anchors[0].name], **(data or {}))
+    paths = {"val": {a.name: a.val_checkpoint(trial) for a in anchors},
+             "test": {a.name: a.checkpoints[trial] for a in anchors}}
+    loaded = {p: load_checkpoint(p) for role in paths.values() for p in role.values()}
+    ckpts = {role: {n: loaded[p] for n, p in by_name.items()} for role, by_name in paths.items()}
+    metas = {role: {n: c["sing_lit"] for n, c in by_name.items()} for role, by_name in ckpts.items()}
+    for role in ("test", "val"):
+        check_trial(anchors, metas[role], trial)
+    for a in anchors:
+        held_out, tested = metas["val"][a.name]["data"], metas["test"][a.name]["data"]
+        if held_out.get("trained_on") == "train+val":
+            raise UserError(f"anchor {a.name}: checkpoint {paths['val'][a.name]} was trained on the validation people "
+                            "(data.protocol.val_mode=refit), so sigma cannot be chosen on them, and no holdout-run "
+                            "checkpoint is known for it; fuse the anchor's run dir, or keep trial_<k>/holdout/ next "
+                            "to the checkpoint")
+        if held_out["split"] != tested["split"]:
+            raise UserError(f"anchor {a.name}: its holdout checkpoint {paths['val'][a.name]} and its tested checkpoint "
+                            f"{paths['test'][a.name]} were trained on different splits")
+    data_cfg = data_config(metas["test"][anchors[0].name], **(data or {}))
     dm = hydra.utils.instantiate(data_cfg, trial=trial, split_out=None)
     dm.setup_eval()
-    if dm.signature()["split"] != metas[anchors[0].name]["data"]["split"]:
+    if dm.signature()["split"] != metas["test"][anchors[0].name]["data"]["split"]:
         raise UserError(f"anchor {anchors[0].name}: the dataset at {dm.data_root} no longer gives the split it was "
                         "trained on (files changed, or a different split file)")
     out: dict[str, Any] = {}
@@ -86,7 +104,7 @@ def anchor_distances(anchors: list[AnchorRun], trial: int, data: dict[str, Any] 
         probe_loader, gallery_loader = dm._eval_loaders(role)
         dists = []
         for a in anchors:
-            net = build_net(ckpts[a.name], a.checkpoints[trial])
+            net = build_net(ckpts[role][a.name], paths[role][a.name])
             q, g = extract(net, probe_loader, lr=True), extract(net, gallery_loader, lr=False)
             dists.append(pairwise_l2(q["feat"], g["feat"]) if rerank is None
                          else rerank.distances(q["feat"], g["feat"], where=f"{role} set of {a.name}"))
@@ -191,7 +209,9 @@ def run_fusion(anchors: list[AnchorRun], out_dir: str | Path, sigma_grid: list[f
     anchors = sorted(anchors, key=lambda a: -a.ratio)
     trials = [fuse_trial(anchors, k, list(sigma_grid), metric, data, rerank) for k in collect_trials(anchors)]
     sources = [{"name": a.name, "source": str(Path(a.source).resolve()),
-             "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()}} for a in anchors]
+                "checkpoints": {k: str(Path(p).resolve()) for k, p in a.checkpoints.items()},
+                **({"val_checkpoints": {k: str(Path(p).resolve()) for k, p in a.val_checkpoints.items()}}
+                   if a.val_checkpoints else {})} for a in anchors]
     return write_fusion(trials, [{"name": a.name, "ratio": a.ratio} for a in anchors], out_dir, sigma_grid, metric,
                         title, run_info={"anchors": sources, **(info or {})}, rerank=rerank)
 

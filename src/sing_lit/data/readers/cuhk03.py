@@ -55,7 +55,8 @@ def extracted_dir(root: Path, cache_dir: str | Path | None) -> Path:
     return cache.absolute() / f"cuhk03_{hashlib.sha1(str(root).encode()).hexdigest()[:12]}"
 
 
-def _find_mat(root: Path) -> Path | None:
+def find_mat(root: Path) -> Path | None:
+    """``cuhk-03.mat`` under ``root`` (or its ``cuhk03_release/``), if there."""
     for path in (root / "cuhk-03.mat", root / "cuhk03_release" / "cuhk-03.mat"):
         if path.is_file():
             return path
@@ -64,7 +65,7 @@ def _find_mat(root: Path) -> Path | None:
 
 def looks_like(root: str | Path) -> bool:
     root = as_root(root)
-    return _find_mat(root) is not None or any((root / f"images_{s}").is_dir() for s in SUBSETS)
+    return find_mat(root) is not None or any((root / f"images_{s}").is_dir() for s in SUBSETS)
 
 
 def extract_mat(mat_path: Path, subset: str, out_dir: Path) -> Path:
@@ -108,10 +109,17 @@ def _subset_dir(root: Path, subset: str, cache_dir: str | Path | None) -> Path:
     for folder in (root / f"images_{subset}", root / EXTRACTED / subset, cached):
         if folder.is_dir():
             return folder
-    mat_path = _find_mat(root)
+    mat_path = find_mat(root)
     if mat_path is None:
         raise layout_error(f"neither {root / f'images_{subset}'} nor cuhk-03.mat found under {root}", EXPECTED_TREE)
     return extract_mat(mat_path, subset, cached)
+
+
+def person_id(pair: int, person: int) -> int:
+    """This suite's pid of CUHK03's person ``person`` (1-based) of camera pair ``pair`` (1-5)."""
+    if not 1 <= pair <= len(PEOPLE_PER_PAIR) or not 1 <= person <= PEOPLE_PER_PAIR[pair - 1]:
+        raise ValueError(f"CUHK03 has no person {person} in camera pair {pair}")
+    return PAIR_OFFSETS[pair - 1] + person - 1
 
 
 def _record(path: Path) -> ImageRecord:
@@ -127,7 +135,7 @@ def _record(path: Path) -> ImageRecord:
             f"people 1-{PEOPLE_PER_PAIR[pair - 1]}, images 1-{IMAGES_PER_PERSON}",
             EXPECTED_TREE,
         )
-    return ImageRecord(str(path), PAIR_OFFSETS[pair - 1] + person - 1, 2 * (pair - 1) + (cam - 1))
+    return ImageRecord(str(path), person_id(pair, person), 2 * (pair - 1) + (cam - 1))
 
 
 def read_cuhk03(root: str | Path, subset: str = "both", cache_dir: str | Path | None = None) -> list[ImageRecord]:
