@@ -3,7 +3,7 @@
 Rebuilds the data and the network from the config stored in the checkpoint, then runs
 ``trainer.validate`` and ``trainer.test`` on its trial's identities. On N processes the metrics
 are the same as on one (see :mod:`sing_lit.evaluation.gather`). Rank 0 writes
-``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, PSNR, SSIM, CMC).
+``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, mINP, PSNR, SSIM, CMC).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def select_sigma(
     *smallest* sigma (e.g. with one anchor every sigma ties, see module docstring).
 
     Returns:
-        ``(best_sigma, curve)`` with curve ``[{"sigma": s, "rank1": ..., "mAP": ...}, ...]``
+        ``(best_sigma, curve)`` with curve ``[{"sigma": s, "rank1": ..., "mAP": ..., "mINP": ...}, ...]``
         in grid order.
     """
     if metric not in METRICS:
