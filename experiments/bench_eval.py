@@ -16,11 +16,14 @@ Measured in one run, best of ``--repeats``, each pair alternated so both see the
 - ``distances``: :func:`sing_lit.evaluation.ranking.pairwise_l2` over a plain ``probe @ gallery.T``
   of the same shapes (target <= 1.25).
 
-Peak RSS per step: after the timings, each call runs once more on its own, and before it the
-kernel's peak counter is reset to the current RSS (``echo 5 > /proc/self/clear_refs``, Linux), so
-``peak_rss_mb`` is that step's own peak and ``peak_rss_over_start_mb`` what the step added on top
-of what the process held (features, one distance matrix). Where the reset is not possible the
-counter is the process's monotone peak (``ru_maxrss``) and ``rss_peak_reset`` says false.
+Peak RSS per step: ``import sing_lit`` keeps freed memory in the heap (runtime/allocator.py), so
+the peak of a process that ran other steps first says little about this one. Each step therefore
+runs once more in a fresh subprocess that loads its inputs (features, or the distance matrix and
+ids) from .npy files: ``rss_before_mb`` is that process's RSS with torch imported and the inputs
+loaded, ``peak_rss_mb`` its peak RSS during the step (the kernel's peak counter is reset just
+before, ``echo 5 > /proc/self/clear_refs``; where that is refused, the process's whole peak,
+``ru_maxrss``, and ``rss_peak_reset`` is false) and ``step_mb`` the difference: what the step
+itself needed.
 
     PYTHONPATH=src python experiments/bench_eval.py [--small] [--repeats 3] [--random-features]
 
@@ -33,6 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,22 +101,50 @@ def _reset_peak() -> bool:
         return False
 
 
-class Step:
-    """Time one step's calls (best of several) and record its own peak RSS."""
+def _peak_mb(reset: bool) -> float:
+    hwm = _rss_mb("VmHWM") if reset else None
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    def __init__(self, report: dict, name: str):
-        self.report, self.name = report, name
 
-    def __enter__(self):
-        self.reset = _reset_peak()
-        self.start_rss = _rss_mb("VmRSS")
-        return self
+def step_calls(inputs: dict) -> dict:
+    """The four measured calls on ``inputs`` (features, ids, cameras, junk mask, distance matrix)."""
+    return {
+        "matmul": lambda: inputs["probe"] @ inputs["gallery"].T,
+        "pairwise_l2": lambda: pairwise_l2(inputs["probe"], inputs["gallery"]),
+        "numpy_sort": lambda: np.sort(inputs["dist"].numpy(), axis=1),
+        "ranking": lambda: rank_metrics(inputs["dist"], inputs["q_pid"], inputs["g_pid"], probe_cams=inputs["q_cam"],
+                                        gallery_cams=inputs["g_cam"], gallery_junk=inputs["junk"]),
+    }
 
-    def __exit__(self, *exc):
-        peak = _rss_mb("VmHWM") if self.reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.report[self.name] = {"peak_rss_mb": round(peak or 0.0, 1),
-                                  "peak_rss_over_start_mb": round((peak or 0.0) - (self.start_rss or 0.0), 1)}
-        return False
+
+NEEDS = {"matmul": ("probe", "gallery"), "pairwise_l2": ("probe", "gallery"), "numpy_sort": ("dist",),
+         "ranking": ("dist", "q_pid", "g_pid", "q_cam", "g_cam", "junk")}
+
+
+def rss_child(step: str, folder: Path) -> None:
+    """In a fresh process: load the step's inputs, run it once, print its RSS as JSON."""
+    inputs = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in NEEDS[step]}
+    before = _rss_mb("VmRSS") or 0.0
+    reset = _reset_peak()
+    out = step_calls(inputs)[step]()
+    peak = _peak_mb(reset)
+    del out
+    print(json.dumps({"rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
+                      "step_mb": round(peak - before, 1), "rss_peak_reset": reset}))
+
+
+def rss_of_steps(inputs: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, v in inputs.items():
+            np.save(Path(tmp) / f"{k}.npy", v.numpy())
+        out = {}
+        for step in NEEDS:
+            proc = subprocess.run([sys.executable, __file__, "--rss-step", step, "--rss-inputs", tmp],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"error: the peak-RSS run of step {step} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+            out[step] = json.loads(proc.stdout)
+    return out
 
 
 def timed(fn) -> tuple[float, object]:
@@ -125,33 +159,26 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="best of this many runs of each timed call")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-features", action="store_true", help="features without identity (slow ranking case)")
+    ap.add_argument("--rss-step", choices=sorted(NEEDS), help=argparse.SUPPRESS)  # internal: one step's RSS
+    ap.add_argument("--rss-inputs", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rss_step:
+        rss_child(args.rss_step, Path(args.rss_inputs))
+        return
     size = SMALL if args.small else MARKET
-    rss: dict[str, dict] = {}
-    with Step(rss, "problem"):
-        p = make_problem(size, args.seed, args.random_features)
-    kw = {"probe_cams": p["q_cam"], "gallery_cams": p["g_cam"], "gallery_junk": p["junk"]}
-
-    calls = {
-        "matmul": lambda: p["probe"] @ p["gallery"].T,
-        "pairwise_l2": lambda: pairwise_l2(p["probe"], p["gallery"]),
-        "numpy_sort": lambda: np.sort(dist.numpy(), axis=1),
-        "ranking": lambda: rank_metrics(dist, p["q_pid"], p["g_pid"], **kw),
-    }
+    p = make_problem(size, args.seed, args.random_features)
+    p["dist"] = pairwise_l2(p["probe"], p["gallery"])
+    calls = step_calls(p)
     times: dict[str, list[float]] = {k: [] for k in calls}
-    dist = pairwise_l2(p["probe"], p["gallery"])
     for pair in (("matmul", "pairwise_l2"), ("numpy_sort", "ranking")):
         for _ in range(args.repeats):  # the two calls of a pair alternate: both see the same machine
             for name in pair:
                 t, out = timed(calls[name])
                 times[name].append(t)
+                if name == "ranking":
+                    metrics = out
                 del out
-    for name, call in calls.items():  # peak RSS: one more call of each, on its own
-        with Step(rss, name):
-            out = call()
-        if name == "ranking":
-            metrics = out
-        del out
+    rss = rss_of_steps(p)
 
     best = {k: min(v) for k, v in times.items()}
     g_pid, q_pid = p["g_pid"].numpy(), p["q_pid"].numpy()
@@ -173,8 +200,8 @@ def main() -> None:
         "metrics": {k: round(float(metrics[k]), 2) for k in ("rank1", "rank5", "mAP", "mINP")}
         | {"num_valid_queries": metrics["num_valid_queries"]},
         "seconds_all_repeats": {k: [round(x, 6) for x in v] for k, v in times.items()},
-        "peak_rss_mb": rss,
-        "rss_peak_reset": _reset_peak(),
+        "peak_rss_mb": {k: {m: v[m] for m in ("rss_before_mb", "peak_rss_mb", "step_mb")} for k, v in rss.items()},
+        "rss_peak_reset": all(v["rss_peak_reset"] for v in rss.values()),
     }
     print(json.dumps(report, indent=1))
 
