@@ -76,8 +76,8 @@ def pairwise_l2(probe: Tensor, gallery: Tensor, *, float64: bool = False) -> Ten
         probe, gallery = probe.double(), gallery.double()
     # -2 p.g straight from the product: scaling by a power of two is exact.
     out = torch.mm(probe * -2.0, gallery.T)
-    p_sq = (probe * probe).sum(1, keepdim=True)
-    g_sq = (gallery * gallery).sum(1)
+    p_sq = torch.einsum("ij,ij->i", probe, probe)[:, None]  # row dot products: no (N, D) temporary
+    g_sq = torch.einsum("ij,ij->i", gallery, gallery)
     rows = max(1, _L2_BLOCK_BYTES // max(1, out.shape[1] * out.element_size()))
     for start in range(0, out.shape[0], rows):
         block = out[start : start + rows]
