@@ -49,6 +49,7 @@ bench: $(STAMP) ## Speed benchmarks (print JSON)
 	$(PY) experiments/bench_baselines.py
 	$(PY) experiments/bench_search.py
 	$(PY) experiments/bench_train.py
+	$(PY) experiments/bench_eval.py
 
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .data_cache .pytest_cache

@@ -47,6 +47,7 @@ from sing_lit.reporting.paper_tables import (
     csv_rows,
     measured_table,
     quoted,
+    quoted_csv_row,
 )
 from sing_lit.runtime.anchors import sweep_jobs
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
@@ -253,9 +254,7 @@ def table1(w: Writer, command: str) -> None:
     for d in PAPER_DATASETS:
         for method, per in TABLE1.items():
             md.append(f"| {d} | {method} (quoted) | {quoted(per[d])} |")
-            csv_out.append([f"{method} ({d})", "quoted from the paper",
-                            *(x for v in (per[d] or [None] * 4) for x in ("" if v is None else f"{v}", "")),
-                            "", "", ""])
+            csv_out.append(quoted_csv_row(f"{method} ({d})", per[d], METRICS))
     w.write("table1", "\n".join(md) + "\n", csv_out)
 
 

@@ -72,7 +72,7 @@ def brute_force(module: SINGModule, probe: dict, gallery: dict) -> dict:
         q = module.net.lr_features(probe["image"].double().div(255).float()).double()
         g = module.net.hr_features(gallery["image"].double().div(255).float()).double()
     n_g = len(g)
-    cmc, aps = torch.zeros(n_g, dtype=torch.float64), []
+    cmc, aps, inps = torch.zeros(n_g, dtype=torch.float64), [], []
     for i in range(len(q)):
         d = [math.sqrt(sum((q[i, k] - g[j, k]).item() ** 2 for k in range(q.shape[1]))) for j in range(n_g)]
         order = sorted(range(n_g), key=lambda j: d[j])
@@ -81,9 +81,10 @@ def brute_force(module: SINGModule, probe: dict, gallery: dict) -> dict:
         cmc[first:] += 1
         precisions = [sum(hits[:r + 1]) / (r + 1) for r in range(n_g) if hits[r]]
         aps.append(sum(precisions) / len(precisions))
+        inps.append(sum(hits) / (max(r for r in range(n_g) if hits[r]) + 1))
     cmc = 100 * cmc / len(q)
     return {"rank1": cmc[0].item(), "rank5": cmc[min(5, n_g) - 1].item(), "mAP": 100 * sum(aps) / len(aps),
-            "cmc": cmc.tolist()}
+            "mINP": 100 * sum(inps) / len(inps), "cmc": cmc.tolist()}
 
 
 def hand_psnr(module: SINGModule, gallery: dict) -> float:
@@ -104,10 +105,11 @@ def test_validation_metrics_match_brute_force(seed):
     assert out["rank1"] == pytest.approx(ref["rank1"], abs=1e-9)
     assert out["rank5"] == pytest.approx(ref["rank5"], abs=1e-9)
     assert out["mAP"] == pytest.approx(ref["mAP"], abs=1e-6)
+    assert out["mINP"] == pytest.approx(ref["mINP"], abs=1e-6)
     assert out["cmc"] == pytest.approx(ref["cmc"][:20], abs=1e-9)
     assert out["psnr"] == pytest.approx(hand_psnr(module, gallery), abs=1e-4)
     assert -1 <= out["ssim"] <= 1
-    for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "psnr", "ssim"):
+    for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "psnr", "ssim"):
         assert module.logged[f"val/{k}"] == pytest.approx(out[k])
     assert module._eval == {}  # the epoch's buffers are cleared
 
@@ -118,8 +120,8 @@ def test_test_stage_uses_test_keys_and_same_numbers():
     module = make_module()
     test = run_eval(module, probe, gallery, "test")
     assert test["stage"] == "test" and set(module.logged) == {f"test/{k}" for k in
-                                                              ("rank1", "rank5", "rank10", "rank20", "mAP", "psnr",
-                                                               "ssim")}
+                                                              ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP",
+                                                               "psnr", "ssim")}
     assert {k: v for k, v in test.items() if k != "stage"} == {k: v for k, v in val.items() if k != "stage"}
 
 
@@ -139,7 +141,7 @@ def test_perfect_features_give_full_scores():
     _, gallery = eval_data(5)
     probe = {"image": gallery["image"].clone(), "pid": gallery["pid"].clone(), "area": gallery["area"].clone()}
     out = run_eval(module, probe, gallery)
-    assert out["rank1"] == 100.0 and out["mAP"] == pytest.approx(100.0)
+    assert out["rank1"] == 100.0 and out["mAP"] == pytest.approx(100.0) and out["mINP"] == pytest.approx(100.0)
 
 
 def test_no_gallery_logs_nothing():

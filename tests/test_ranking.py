@@ -88,6 +88,15 @@ def test_pairwise_l2_matches_cdist():
     assert not torch.isnan(pairwise_l2(p * 1e3, p * 1e3)).any()
 
 
+def test_pairwise_l2_over_several_row_blocks_and_empty_inputs():
+    # 1,500 x 3,000 float32 distances are processed in row blocks of 699 (8 MiB): 699 + 699 + 102 rows.
+    g = torch.Generator().manual_seed(1)
+    p, q = torch.randn(1500, 8, generator=g), torch.randn(3000, 8, generator=g)
+    torch.testing.assert_close(pairwise_l2(p, q), torch.cdist(p.double(), q.double()).float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pairwise_l2(p, q, float64=True), torch.cdist(p.double(), q.double()))
+    assert pairwise_l2(torch.zeros(0, 8), q).shape == (0, 3000) and pairwise_l2(p, torch.zeros(0, 8)).shape == (1500, 0)
+
+
 def test_errors():
     pids = torch.tensor([0, 1])
     with pytest.raises(ValueError, match="1 of 2 probes have no true match"):

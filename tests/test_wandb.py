@@ -20,7 +20,8 @@ from sing_lit.sing.fusion import METRICS
 from wandb_offline import offline_runs, read_run
 
 TINY = ["debug=tiny"]
-EVAL_KEYS = [f"{s}/{m}" for s in ("val", "test") for m in ("rank1", "rank5", "rank10", "rank20", "mAP", "psnr", "ssim")]
+EVAL_KEYS = [f"{s}/{m}" for s in ("val", "test")
+             for m in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "psnr", "ssim")]
 LOSSES = ["loss", "loss_sr", "loss_reid", "loss_reid_hr", "loss_reid_lr", "loss_reid_h2l"]
 
 

@@ -3,8 +3,8 @@
 Rebuilds the data and the network from the config stored in the checkpoint, then runs
 ``trainer.validate`` and ``trainer.test`` on its trial's identities. On N processes the metrics
 are the same as on one (see :mod:`sing_lit.evaluation.gather`). Rank 0 writes
-``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, PSNR, SSIM, CMC; under the
-query/gallery protocol, ``data=market1501`` or ``data=dukemtmc``, camera-aware, and mINP too; ``val`` is null
+``<output dir>/metrics.json`` (``val`` and ``test``: rank-1/5/10/20, mAP, mINP, PSNR, SSIM, CMC; under the
+query/gallery protocol, ``data=market1501`` or ``data=dukemtmc``, camera-aware; ``val`` is null
 for a model of ``data.protocol.val_mode=refit``, which trained on the validation people).
 ``eval.rerank=true`` ranks both by k-reciprocal re-ranking (:mod:`sing_lit.evaluation.rerank`); metrics.json
 then records its settings under ``rerank``.

@@ -28,7 +28,7 @@ def search_from_config(cfg: DictConfig) -> dict[str, Any]:
           f"sigma {model.sigma}: {out}/ranking.json")
     if result.metrics:
         m = result.metrics
-        print(f"fused rank-1 {m['rank1']:.2f}  rank-5 {m['rank5']:.2f}  mAP {m['mAP']:.2f}  "
+        print(f"fused rank-1 {m['rank1']:.2f}  rank-5 {m['rank5']:.2f}  mAP {m['mAP']:.2f}  mINP {m['mINP']:.2f}  "
               f"({m['queries_evaluated']} of {m['queries']} queries have their id in the gallery)")
     return {"out": str(out), "metrics": result.metrics, "timings": result.timings}
 

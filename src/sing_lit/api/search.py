@@ -138,7 +138,7 @@ def gallery_encoded(model: SINGModel, paths: Sequence[str], hashes: Sequence[str
 
 
 def evaluate(fused: Fused, q_pids: Sequence[int | None], g_pids: Sequence[int | None]) -> dict[str, Any] | None:
-    """CMC/mAP of the fused ranking over the queries whose id is in the gallery (ids from names or a split)."""
+    """CMC/mAP/mINP of the fused ranking over the queries whose id is in the gallery (ids from names or a split)."""
     if any(p is None for p in q_pids) or any(p is None for p in g_pids):
         return None
     in_gallery = set(g_pids)
@@ -147,7 +147,7 @@ def evaluate(fused: Fused, q_pids: Sequence[int | None], g_pids: Sequence[int | 
         return None
     out = cmc_and_map(fused.distances[keep], torch.tensor([q_pids[i] for i in keep]), torch.tensor(list(g_pids)))
     return {"rank1": out["rank1"], "rank5": out["rank5"], "rank10": out["rank10"], "rank20": out["rank20"],
-            "mAP": out["mAP"], "queries_evaluated": len(keep), "queries": len(q_pids)}
+            "mAP": out["mAP"], "mINP": out["mINP"], "queries_evaluated": len(keep), "queries": len(q_pids)}
 
 
 def search(model: SINGModel, queries: Sequence[str | Path], gallery: Sequence[str | Path], top_k: int = 10,

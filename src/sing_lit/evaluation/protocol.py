@@ -2,9 +2,9 @@
 
 An eval set carries camera ids only under the query/gallery protocol (``data.protocol.kind=query_gallery``:
 MLR-Market-1501, MLR-DukeMTMC-reID; :mod:`sing_lit.data.query_gallery`). Then a query's own person seen by
-its own camera is removed from its gallery, a query may have many true matches, and mINP is reported next
-to CMC and mAP (:func:`sing_lit.evaluation.ranking.rank_metrics`). Without cameras, the single-shot
-evaluation of the paper (:func:`sing_lit.evaluation.ranking.cmc_and_map`) runs exactly as before. The
+its own camera is removed from its gallery and a query may have many true matches
+(:func:`sing_lit.evaluation.ranking.rank_metrics`). Without cameras, the single-shot evaluation of the paper
+(:func:`sing_lit.evaluation.ranking.cmc_and_map`, which refuses probes without a true match) runs. The
 training module, ``sing_lit.evaluate`` and the fusion stage all go through :func:`evaluate_ranking`.
 """
 
@@ -17,8 +17,9 @@ from torch import Tensor
 
 from sing_lit.evaluation.ranking import RANK_METRICS, cmc_and_map, rank_metrics
 
-# Metrics only the query/gallery protocol reports (tables, metrics.json and loggers add them where present).
-EXTRA_METRICS: tuple[str, ...] = ("mINP",)
+# Both protocols report the same metrics (rank-k, mAP, mINP; with one true match per probe INP is AP).
+# EXTRA_METRICS: ones only some results carry (tables show them where present); none today.
+EXTRA_METRICS: tuple[str, ...] = ()
 REPORTED_METRICS: tuple[str, ...] = (*RANK_METRICS, *EXTRA_METRICS)
 
 
@@ -44,10 +45,10 @@ def evaluate_ranking(dist: Tensor, probe_pids: Tensor, gallery_pids: Tensor, pro
 
 
 def reported(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The scalar metrics that tables and metrics.json report: rank-k and mAP, plus mINP where given."""
+    """The scalar metrics that tables and metrics.json report (:data:`REPORTED_METRICS` present in ``metrics``)."""
     return {k: float(metrics[k]) for k in REPORTED_METRICS if k in metrics}
 
 
 def table_columns(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Columns of a result table: rank-k and mAP, plus mINP when some row has it (single-shot tables unchanged)."""
+    """Columns of a result table: the ranking metrics, plus any of :data:`EXTRA_METRICS` some row has."""
     return [m for m in REPORTED_METRICS if m in RANK_METRICS or any(m in row for row in rows.values())]

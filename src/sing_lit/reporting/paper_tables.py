@@ -79,3 +79,11 @@ def csv_rows(rows: Sequence[tuple[Sequence[str], Mapping[str, Mapping[str, float
         out.append([*labels, source, *(f"{stats[m][s]:.4f}" if m in stats else "" for m in metrics
                                         for s in ("mean", "std")), str(n)])
     return out
+
+
+def quoted_csv_row(label: str, values: Sequence[float] | None, metrics: Sequence[str]) -> list[str]:
+    """A row of quoted rank-1/5/10/20 numbers in :func:`csv_rows`' columns (``metrics``): empty cells
+    for what the paper does not report (mAP, mINP, std) and for the trial count."""
+    quoted_values = dict(zip(RANKS, values or [None] * len(RANKS)))
+    cells = [x for m in metrics for x in ("" if quoted_values.get(m) is None else f"{quoted_values[m]}", "")]
+    return [label, "quoted from the paper", *cells, ""]

@@ -160,7 +160,7 @@ def select_sigma(
     (:func:`sing_lit.evaluation.protocol.evaluate_ranking`).
 
     Returns:
-        ``(best_sigma, curve)`` with curve ``[{"sigma": s, "rank1": ..., "mAP": ...}, ...]``
+        ``(best_sigma, curve)`` with curve ``[{"sigma": s, "rank1": ..., "mAP": ..., "mINP": ...}, ...]``
         in grid order.
     """
     if metric not in METRICS:
