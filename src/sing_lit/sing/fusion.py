@@ -154,7 +154,7 @@ def select_sigma(
     a validation set of a few dozen people rank-1 moves in steps of 1/N and ties are common,
     and with no evidence for sharper weights the smoother fusion generalises better. Measured on
     MLR-PRID (3 trials) and GRID (1 trial), anchors of ``recipe=strong``: choosing the largest tied
-    sigma instead of the smallest gave +1.6 to +6.4 test rank-1 (README "Fusion"). With one
+    sigma instead of the smallest gave +1.6 to +6.4 test rank-1 (README "Fusion stage on its own"). With one
     anchor every sigma ties (see module docstring).
     With ``probe_cams`` and ``gallery_cams`` (the query/gallery protocol) the evaluation is camera-aware
     (:func:`sing_lit.evaluation.protocol.evaluate_ranking`).
