@@ -15,7 +15,10 @@ untrained weights: speed does not depend on what the weights learned. Measured i
 Feature extraction is timed ``--repeats`` times for eager torch and for onnxruntime, alternating, and the
 best time of each is kept, so that the ratio compares the two side by side on a shared, noisy CPU.
 
-    PYTHONPATH=src python experiments/bench_search.py [--queries 1000 --gallery 5000]
+    PYTHONPATH=src python experiments/bench_search.py [--queries 1000 --gallery 5000] [overrides ...]
+
+Overrides change the anchors' networks, e.g. ``backbone=mobilenet_v2 model.net.backbone.pretrained=false sr=fsrcnn``
+(the real-data recipe's nets; the weights are seeded and untrained either way).
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ from sing_lit.runtime.cli import CONFIG_DIR
 ANCHORS = ("1/2", "1/3", "1/4")
 
 
-def anchors_model() -> SINGModel:
+def anchors_model(overrides: tuple[str, ...] = ()) -> SINGModel:
     anchors = []
     for k, name in enumerate(ANCHORS):
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=[f"+anchor={name}", "paths.root_dir=.", "paths.output_dir=."])
+            cfg = compose("train", overrides=[f"+anchor={name}", "paths.root_dir=.", "paths.output_dir=.",
+                                              *overrides])
         torch.manual_seed(k)
         net = hydra.utils.instantiate(cfg.model.net)(num_classes=100)
         anchors.append(Anchor(str(cfg.anchor.name), float(cfg.anchor.ratio), net))
@@ -68,6 +72,8 @@ def main() -> None:
     ap.add_argument("--gallery", type=int, default=5000)
     ap.add_argument("--cache", default=os.environ.get("SING_LIT_CACHE", ".data_cache"))
     ap.add_argument("--repeats", type=int, default=3, help="alternating timings of eager vs onnxruntime features")
+    ap.add_argument("overrides", nargs="*", help="train-config overrides for the anchors' networks, e.g. "
+                    "backbone=mobilenet_v2 model.net.backbone.pretrained=false sr=fsrcnn (default: the built-in benchmark's)")
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -77,7 +83,7 @@ def main() -> None:
                                         lr_images_per_id=1)
     queries = [r.path for r in records if r.genuine_lr][:args.queries]
     gallery = [r.path for r in records if not r.genuine_lr][:args.gallery]
-    model = anchors_model()
+    model = anchors_model(tuple(args.overrides))
     threads = torch.get_num_threads()
     model.encode(queries[:64], lr=True)  # warm-up (allocator, first-call costs)
 
@@ -127,7 +133,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "search", "device": "cpu", "threads": threads, "queries": len(queries), "gallery": len(gallery),
         "anchors": len(model.anchors), "input_size": list(model.input_size),
-        "weights": "untrained (seeded) default networks: small_cnn + SRCNN",
+        "weights": "untrained (seeded) networks: " + (" ".join(args.overrides) or "the defaults, small_cnn + SRCNN"),
         "features_images_per_s": {"torch_eager": round(n_images / t_eager, 1), "onnxruntime": round(n_images / t_onnx, 1)},
         "onnxruntime_speedup": round(t_eager / t_onnx, 3),
         "feature_timing": f"best of {args.repeats + 1} eager and {args.repeats} onnxruntime runs, alternating",

@@ -37,6 +37,7 @@ import numpy as np
 
 from sing_lit.data.mlr import QUERY_GALLERY_VIEW
 from sing_lit.data.records import DatasetError, ImageRecord
+from sing_lit.data.splits import read_split_doc
 from sing_lit.runtime.atomic import write_text_atomic
 from sing_lit.runtime.errors import ConfigError
 
@@ -153,12 +154,7 @@ def load_query_gallery_trials(path: str | Path, records: Sequence[ImageRecord], 
                               protocol: Mapping[str, Any]) -> tuple[list[QueryGalleryTrial], dict]:
     """Read a query/gallery split file; refuse one drawn with another ``data.protocol`` or not of this dataset."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise DatasetError(f"split file not found: {path}") from err
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"split file {path} is not valid JSON ({err})") from err
+    doc = read_split_doc(path)
     if doc.get("format") != SPLIT_FORMAT:
         raise DatasetError(f"split file {path} has format {doc.get('format')!r}; data.protocol.kind={KIND} reads "
                            f"{SPLIT_FORMAT!r} (written by python -m sing_lit.make_splits with the same data config)")

@@ -217,17 +217,22 @@ def check_split_protocol(path: Path, doc: dict, protocol: dict) -> None:
         f"or regenerate it: {remake}")
 
 
+def read_split_doc(path: Path) -> dict:
+    """A split file's JSON document; one error naming the file when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DatasetError(f"split file not found: {path}") from err
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"split file {path} is not valid JSON ({err})") from err
+
+
 def load_trials(path: str | Path, records: Sequence[ImageRecord], root: str | Path,
                 protocol: dict | None = None) -> tuple[list[Trial], dict]:
     """Read a split file and check it against the dataset on disk (and against ``protocol``, the
     config's ``data.protocol``, when given: see :func:`check_split_protocol`)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise DatasetError(f"split file not found: {path}") from err
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"split file {path} is not valid JSON ({err})") from err
+    doc = read_split_doc(path)
     if doc.get("format") != SPLIT_FORMAT:
         raise DatasetError(f"split file {path} has format {doc.get('format')!r}; expected {SPLIT_FORMAT!r}")
     if protocol is not None:
