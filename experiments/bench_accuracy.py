@@ -40,8 +40,10 @@ METRICS = ("rank1", "mAP")
 
 def git_commit() -> str:
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True).stdout.strip()
+    # The results folder is this benchmark's own output (one dataset's files change before the next runs):
+    # changes there do not change what the code computes, so they do not make the stamp dirty.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)experiments/results"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return sha.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
