@@ -70,3 +70,40 @@ def test_a_failed_self_check_writes_nothing(exported, monkeypatch, tmp_path):
         export_mod.export_onnx(load(mr), tmp_path / "onnx", tmp_path / "cache")
     assert not (tmp_path / "onnx").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
+
+
+@pytest.mark.parametrize("k,c_in,c_out,bias", [(5, 32, 3, True), (3, 8, 1, False), (1, 4, 3, True), (9, 3, 5, True)])
+def test_transposed_equivalent_computes_the_same_conv(k, c_in, c_out, bias):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=bias).double()
+    x = torch.randn(2, c_in, 13, 7, dtype=torch.float64)
+    t = export_mod.transposed_equivalent(conv)
+    assert isinstance(t, torch.nn.ConvTranspose2d)
+    # reference: the convolution written out as a sum over the kernel's taps of shifted inputs
+    xp = torch.nn.functional.pad(x, [k // 2] * 4)
+    ref = sum(torch.einsum("oc,nchw->nohw", conv.weight[:, :, i, j], xp[:, :, i:i + 13, j:j + 7])
+              for i in range(k) for j in range(k))
+    if bias:
+        ref = ref + conv.bias.view(1, -1, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(t(x), ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("conv", [torch.nn.Conv2d(4, 3, 3, stride=2, padding=1), torch.nn.Conv2d(4, 3, 3, padding=0),
+                                  torch.nn.Conv2d(4, 3, 3, padding=2, dilation=2), torch.nn.Conv2d(4, 2, 3, padding=1, groups=2),
+                                  torch.nn.Conv2d(4, 3, 3, padding=1, padding_mode="reflect")])
+def test_convs_without_a_transposed_equivalent_are_left_alone(conv):
+    assert export_mod.transposed_equivalent(conv) is None
+
+
+def test_deployment_copy_rewrites_only_narrow_same_convs_and_leaves_the_net_alone():
+    from sing_lit.models.sr_net import SRNet
+
+    sr = SRNet(channels=(16, 8), kernel_sizes=(9, 1, 5))
+    before = [type(m) for m in sr.body]
+    copy = export_mod.deployment_copy(sr)
+    assert [type(m) for m in sr.body] == before  # the trained net is untouched
+    assert [type(m).__name__ for m in copy.body] == ["Conv2d", "ReLU", "Conv2d", "ReLU", "ConvTranspose2d"]
+    x = torch.rand(3, 3, 24, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x), sr(x), rtol=0, atol=1e-5)
