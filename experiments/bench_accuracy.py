@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paper import git_commit  # experiments/paper.py: the one commit stamp of committed results
 from sing_lit.reporting.report import cell, summarize
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.sing.fusion_stage import BEST, FUSED
@@ -36,15 +37,6 @@ STUDIES = {  # name -> (label, module, extra overrides)
     "lomo_xqda": ("LOMO+XQDA fused", "sing_lit.sr_reid", ["sr_methods=[bicubic]", "reid_methods=[xqda]"]),
 }
 METRICS = ("rank1", "mAP")
-
-
-def git_commit() -> str:
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    # The results folder is this benchmark's own output (one dataset's files change before the next runs):
-    # changes there do not change what the code computes, so they do not make the stamp dirty.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                            ":(exclude)experiments/results"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return sha.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
 def children_cpu_s() -> float:

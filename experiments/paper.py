@@ -189,10 +189,17 @@ def backbone_label(target: str) -> str:
 
 
 def git_commit() -> str:
+    """HEAD's short hash, plus " (with uncommitted changes)" when tracked files differ from it.
+
+    The results folder is where these scripts write (one dataset's or artefact's files change before
+    the next ones are stamped); changes there do not change what the code computes, so they do not make
+    the stamp dirty.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)experiments/results"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
