@@ -60,7 +60,7 @@ def transposed_equivalent(conv: nn.Conv2d) -> nn.ConvTranspose2d | None:
 def deployment_copy(net: nn.Module) -> nn.Module:
     """A copy of ``net`` for export: narrow-output "same" convs become their transposed equivalents."""
     net = copy.deepcopy(net).eval()
-    for parent in net.modules():
+    for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Conv2d) and child.out_channels < NARROW_OUTPUT:
                 replacement = transposed_equivalent(child)
