@@ -135,6 +135,7 @@ def export_onnx(model: SINGModel, out_dir: str | Path, cache_dir: str | Path | N
     def build(tmp: Path) -> None:
         anchors = []
         for a in model.anchors:
+            a.net.eval()
             entry: dict[str, Any] = {"name": a.name, "ratio": a.ratio}
             for role, probe in (("probe", True), ("gallery", False)):
                 module = FeaturePath(a.net, probe).eval()
@@ -143,7 +144,7 @@ def export_onnx(model: SINGModel, out_dir: str | Path, cache_dir: str | Path | N
                 export_graph(module, x[:2], tmp / name)
                 session = onnxruntime_session(tmp / name)
                 with torch.inference_mode():  # the trained net itself, not the deployment copy
-                    ref = (a.net.eval().lr_features if probe else a.net.eval().hr_features)(x)
+                    ref = (a.net.lr_features if probe else a.net.hr_features)(x)
                 for size in (x.shape[0], 1):  # the batch is dynamic: another size than the export's
                     got = torch.from_numpy(session.run(None, {"image": x[:size].numpy()})[0])
                     diff = max_normalised_diff(got, ref[:size])
