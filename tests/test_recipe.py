@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sing_lit.data.augment import ERASE_FILL, augment_views
+from sing_lit.data.augment import ERASE_FILL, augment_views, color_jitter
 from sing_lit.data.streams import IdentityStreams, TrainStreams
 from sing_lit.sing.losses import sr_loss
 from sing_lit.sing.schedule import warmup_cosine
@@ -125,6 +125,44 @@ def test_augment_off_keeps_the_paper_items_byte_for_byte():
     plain, _, _ = make_streams(TrainStreams)
     aug, _, _ = make_streams(TrainStreams, pad=0, erase_p=0.0)
     assert all(torch.equal(plain[k]["lr"], aug[k]["lr"]) for k in range(10))
+
+
+def test_two_view_fraction_gives_the_cross_camera_people_at_least_that_share_of_the_epoch():
+    from sing_lit.runtime.errors import ConfigError
+
+    # people 0, 1 in both views, 2-7 in HR only, K = 1: an epoch is 8 places
+    lr_label, hr_label = torch.tensor([0, 1]), torch.arange(8)
+    lr = torch.arange(2, dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 4, 2).clone()
+    hr = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 3, 4, 2).clone()
+    for f, n_two in ((0.5, 4), (0.75, 6), (0.1, 2)):  # max(round(f * 8), 2) places
+        ds = IdentityStreams(lr, lr_label, hr, hr.clone(), hr_label, k=1, seed=0, two_view_fraction=f)
+        assert len(ds) == 8  # the epoch keeps its length
+        for epoch in range(3):
+            people = [int(ds[epoch * 8 + i]["hr_label"]) for i in range(8)]
+            assert people.count(0) == people.count(1) == n_two // 2  # cycled through evenly
+            one_view = [p for p in people if p >= 2]
+            assert len(one_view) == 8 - n_two == len(set(one_view))  # never twice
+            for i in range(8):  # a two-view person's LR slot holds their genuine LR image
+                it = ds[epoch * 8 + i]
+                if int(it["hr_label"]) < 2:
+                    assert int(it["lr"][0, 0, 0]) == int(it["hr_label"])
+    ds, _, _ = make_streams(k=1, two_view_fraction=0.5)  # 3 of 4 people already in both views: no change
+    assert sorted(int(ds[i]["hr_label"]) for i in range(4)) == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="pk_two_view_fraction"):
+        make_streams(k=1, two_view_fraction=0.0)
+
+
+def test_color_jitter_matches_torchvision_and_treats_hr_and_its_synthetic_lr_alike():
+    import torchvision.transforms.functional as TF
+
+    img = torch.randint(0, 256, (3, 16, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    for b, c, s in [(1.3, 0.7, 1.2), (0.6, 1.4, 0.5), (1.0, 1.0, 1.0)]:
+        x = img.float() / 255
+        ref = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x, b), c), s) * 255
+        assert (color_jitter(img, (b, c, s)).float() - ref).abs().max() <= 0.5 + 1e-3  # rounding only
+    for seed in range(5):
+        a, b = augment_views([img, img.clone()], np.random.default_rng(seed), pad=0, erase_p=0.0, color=0.4)
+        assert torch.equal(a, b) and not torch.equal(a, img)
 
 
 def test_warmup_then_cosine_by_hand():

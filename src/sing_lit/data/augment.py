@@ -54,16 +54,48 @@ def erase(img: torch.Tensor, box: tuple[int, int, int, int] | None) -> torch.Ten
     return out
 
 
+# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
+LUMA = torch.tensor([0.2989, 0.587, 0.114]).view(3, 1, 1)
+
+
+def color_factors(rng: np.random.Generator, strength: float) -> tuple[float, float, float]:
+    """Brightness, contrast and saturation factors, each uniform in [1 - strength, 1 + strength]."""
+    return tuple(float(f) for f in rng.uniform(1 - strength, 1 + strength, size=3))
+
+
+def brightness_mean(img: torch.Tensor, brightness: float) -> float:
+    """The grey level that contrast blends with: the mean luma of the brightness-scaled image."""
+    return float(((img.float() * brightness).clamp(0, 255) * LUMA).sum(0).mean())
+
+
+def color_jitter(img: torch.Tensor, factors: tuple[float, float, float], mean: float | None = None) -> torch.Tensor:
+    """torchvision's ColorJitter without hue, in its order: brightness (scale), contrast (blend with the
+    mean luma ``mean``), saturation (blend with the image's own luma), clipped after each step; uint8 in,
+    uint8 out (rounded). Pass ``mean`` to give every view of one image the same transform."""
+    b, c, s = factors
+    x = (img.float() * b).clamp(0, 255)
+    m = brightness_mean(img, b) if mean is None else mean
+    x = ((x - m) * c + m).clamp(0, 255)
+    grey = (x * LUMA).sum(0, keepdim=True)
+    x = ((x - grey) * s + grey).clamp(0, 255)
+    return x.round().to(torch.uint8)
+
+
 def augment_views(views: list[torch.Tensor | None], rng: np.random.Generator, pad: int,
-                  erase_p: float) -> list[torch.Tensor | None]:
-    """One crop and one erased box, drawn once, applied to every view of one image (None passes)."""
+                  erase_p: float, color: float = 0.0) -> list[torch.Tensor | None]:
+    """One crop, one erased box and one colour jitter, drawn once, applied to every view of one image
+    (None passes). The colour is applied first, so the erased box keeps its fill."""
     present = [v for v in views if v is not None]
     if not present:
         return views
     offset = crop_box(rng, pad) if pad > 0 else None
     box = erase_box(rng, tuple(present[0].shape[-2:]), erase_p) if erase_p > 0 else None
+    factors = color_factors(rng, color) if color > 0 else None
+    mean = brightness_mean(present[0], factors[0]) if factors else None
     out = []
     for v in views:
+        if v is not None and factors is not None:
+            v = color_jitter(v, factors, mean)
         if v is not None and offset is not None:
             v = pad_crop(v, pad, offset)
         out.append(erase(v, box) if v is not None else None)

@@ -87,8 +87,11 @@ class SINGDataModule(L.LightningDataModule):
         sampler: ``pairs`` (the paper's: item i pairs LR image i with HR image i, any people) or ``pk``
             (P identities x K items per batch, each an LR and an HR image of one person:
             :class:`sing_lit.data.streams.IdentityStreams`); ``pk_k`` is K, and batch_size must be a multiple of it.
-        augment: ``pad`` (zero-pad then random crop back, in pixels) and ``erase_p`` (random erasing
-            probability), both off by default; see :mod:`sing_lit.data.augment`.
+            ``pk_two_view_fraction`` (null: off) is the share of each epoch's identities drawn from the people
+            seen in both views (the cross-camera pairs), see :class:`~sing_lit.data.streams.IdentityStreams`.
+        augment: ``pad`` (zero-pad then random crop back, in pixels), ``erase_p`` (random erasing
+            probability) and ``color`` (brightness/contrast/saturation jitter strength), all off by
+            default; see :mod:`sing_lit.data.augment`.
         in_memory: hold the training streams in RAM; ``False`` memory-maps them from files written
             once under ``cache_dir`` (:mod:`sing_lit.data.streaming`), with the same bytes per batch.
     """
@@ -116,6 +119,7 @@ class SINGDataModule(L.LightningDataModule):
         seed: int = 0,
         sampler: str = "pairs",
         pk_k: int = 4,
+        pk_two_view_fraction: float | None = None,
         augment: dict | None = None,
         in_memory: bool = True,
         refit: bool = False,
@@ -171,8 +175,8 @@ class SINGDataModule(L.LightningDataModule):
         self.cache_dir, self.batch_size, self.eval_batch_size = cache_dir, batch_size, eval_batch_size
         self.num_workers, self.flip, self.upscale = num_workers, flip, upscale
         self.synthetic_stream, self.seed = synthetic_stream, int(seed)
-        self.sampler, self.pk_k = sampler, int(pk_k)
-        self.augment = {"pad": 0, "erase_p": 0.0, **(augment or {})}
+        self.sampler, self.pk_k, self.pk_two_view_fraction = sampler, int(pk_k), pk_two_view_fraction
+        self.augment = {"pad": 0, "erase_p": 0.0, "color": 0.0, **(augment or {})}
         self.in_memory = bool(in_memory)
         self.records: list[ImageRecord] = []
         self._ready = False
@@ -284,9 +288,10 @@ class SINGDataModule(L.LightningDataModule):
     def streams(self, lr, lr_label: torch.Tensor, hr, h2l, hr_label: torch.Tensor) -> TrainStreams:
         """The training dataset over these images (in RAM or memory-mapped): the paper's pairs or PK
         identities (``sampler``), flipped and augmented as configured."""
-        cls, extra = (IdentityStreams, {"k": self.pk_k}) if self.sampler == "pk" else (TrainStreams, {})
+        cls, extra = (IdentityStreams, {"k": self.pk_k, "two_view_fraction": self.pk_two_view_fraction}) \
+            if self.sampler == "pk" else (TrainStreams, {})
         return cls(lr, lr_label, hr, h2l, hr_label, flip=self.flip, seed=self.seed, pad=int(self.augment["pad"]),
-                   erase_p=float(self.augment["erase_p"]), **extra)
+                   erase_p=float(self.augment["erase_p"]), color=float(self.augment["color"]), **extra)
 
     def folder_pairs(self, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(x^h, x^h2l) of every image in a folder: extra SR training pairs at the anchor ratio."""

@@ -22,14 +22,17 @@ class TrainStreams(Dataset):
     """
 
     def __init__(self, lr: torch.Tensor, lr_label: torch.Tensor, hr: torch.Tensor, h2l: torch.Tensor | None,
-                 hr_label: torch.Tensor, flip: bool = True, seed: int = 0, pad: int = 0, erase_p: float = 0.0) -> None:
+                 hr_label: torch.Tensor, flip: bool = True, seed: int = 0, pad: int = 0, erase_p: float = 0.0,
+                 color: float = 0.0) -> None:
         if len(lr) == 0 or len(hr) == 0:
             raise ValueError(f"training needs LR and HR images, got {len(lr)} LR and {len(hr)} HR")
         if pad < 0 or not 0 <= erase_p <= 1:
             raise ConfigError(f"data.augment.pad must be >= 0 and data.augment.erase_p in [0, 1], got {pad}, {erase_p}")
+        if not 0 <= color < 1:
+            raise ConfigError(f"data.augment.color must be in [0, 1), got {color}")
         self.lr, self.lr_label, self.hr, self.h2l, self.hr_label = lr, lr_label, hr, h2l, hr_label
         self.flip, self.seed = flip, int(seed) % 2**64  # SeedSequence takes non-negative ints
-        self.pad, self.erase_p = int(pad), float(erase_p)
+        self.pad, self.erase_p, self.color = int(pad), float(erase_p), float(color)
 
     def __len__(self) -> int:
         return max(len(self.lr), len(self.hr))
@@ -54,10 +57,10 @@ class TrainStreams(Dataset):
             if flip_hr:
                 hr = hr.flip(-1)
                 h2l = h2l.flip(-1) if h2l is not None else None
-        if self.pad or self.erase_p:
+        if self.pad or self.erase_p or self.color:
             rng = np.random.default_rng([self.seed, int(key), 1])  # its own stream: flips stay as without it
-            (lr,) = augment_views([lr], rng, self.pad, self.erase_p)
-            hr, h2l = augment_views([hr, h2l], rng, self.pad, self.erase_p)
+            (lr,) = augment_views([lr], rng, self.pad, self.erase_p, self.color)
+            hr, h2l = augment_views([hr, h2l], rng, self.pad, self.erase_p, self.color)
         item = {"lr": lr, "lr_label": lr_label, "hr": hr, "hr_label": self.hr_label[hi]}
         if h2l is not None:
             item["h2l"] = h2l
@@ -74,13 +77,23 @@ class IdentityStreams(TrainStreams):
     K items drawn from (seed, key). Read it with an unshuffled :class:`~sing_lit.data.resumable.ResumableLoader`
     and ``batch_size = P * K``. A person seen in HR only fills the LR slot with the synthetic LR of one of
     their HR images; a person seen in LR only has no HR image to pair with and is left out.
+
+    ``two_view_fraction``: None draws every identity once per epoch. A fraction f in (0, 1] gives the people
+    seen in both views (their genuine LR paired with their HR images: the only cross-camera pairs of a
+    single-shot benchmark) at least that share of the epoch's places: max(round(f * identities), their
+    number) places, filled by cycling through a permutation of them; the other places go to a permutation
+    of the rest, cut to fit. The epoch keeps its length, and no one-view person comes twice in it. Where
+    the two-view people already hold that share (e.g. MLR-Market), nothing changes but the draw.
     """
 
-    def __init__(self, *args, k: int = 4, **kwargs) -> None:
+    def __init__(self, *args, k: int = 4, two_view_fraction: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if k < 1:
             raise ConfigError(f"data.pk_k must be >= 1, got {k}")
+        if two_view_fraction is not None and not 0 < float(two_view_fraction) <= 1:
+            raise ConfigError(f"data.pk_two_view_fraction must be null or in (0, 1], got {two_view_fraction}")
         self.k = int(k)
+        self.two_view_fraction = None if two_view_fraction is None else float(two_view_fraction)
         hr_of: dict[int, list[int]] = {}
         lr_of: dict[int, list[int]] = {}
         for i, y in enumerate(self.hr_label.tolist()):
@@ -89,6 +102,9 @@ class IdentityStreams(TrainStreams):
             lr_of.setdefault(y, []).append(i)
         self.ids = sorted(hr_of)
         self.hr_of, self.lr_of = hr_of, lr_of
+        self.two_view = np.array([i for i, y in enumerate(self.ids) if y in lr_of], dtype=np.int64)
+        if self.two_view_fraction is not None and len(self.two_view) == 0:
+            raise ConfigError("data.pk_two_view_fraction is set, but no training person is seen in both views")
         if self.h2l is None and any(y not in lr_of for y in self.ids):
             raise ConfigError("PK sampling of people seen in HR only needs the synthetic-LR stream "
                              "(data.synthetic_stream=true)")
@@ -99,7 +115,16 @@ class IdentityStreams(TrainStreams):
     def identity_order(self, epoch: int) -> np.ndarray:
         """The epoch's permutation of the identities, drawn from (seed, epoch); kept for the epoch's items."""
         if getattr(self, "_order", (None,))[0] != epoch:
-            self._order = (epoch, np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.ids)))
+            rng = np.random.default_rng([self.seed, epoch, 2])
+            n = len(self.ids)
+            if self.two_view_fraction is None:
+                order = rng.permutation(n)
+            else:
+                n_two = max(round(self.two_view_fraction * n), len(self.two_view))
+                rest = np.setdiff1d(np.arange(n), self.two_view)
+                two = np.resize(rng.permutation(self.two_view), n_two)
+                order = rng.permutation(np.concatenate([two, rng.permutation(rest)[:n - n_two]]))
+            self._order = (epoch, order)
         return self._order[1]
 
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
