@@ -134,6 +134,7 @@ def test_two_view_fraction_gives_the_cross_camera_people_at_least_that_share_of_
     lr_label, hr_label = torch.tensor([0, 1]), torch.arange(8)
     lr = torch.arange(2, dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 4, 2).clone()
     hr = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 3, 4, 2).clone()
+    plain = IdentityStreams(lr, lr_label, hr, hr.clone(), hr_label, k=1, seed=0)
     for f, n_two in ((0.5, 4), (0.75, 6), (0.1, 2)):  # max(round(f * 8), 2) places
         ds = IdentityStreams(lr, lr_label, hr, hr.clone(), hr_label, k=1, seed=0, two_view_fraction=f)
         assert len(ds) == 8  # the epoch keeps its length
@@ -146,8 +147,11 @@ def test_two_view_fraction_gives_the_cross_camera_people_at_least_that_share_of_
                 it = ds[epoch * 8 + i]
                 if int(it["hr_label"]) < 2:
                     assert int(it["lr"][0, 0, 0]) == int(it["hr_label"])
+            if f == 0.1:  # round(0.8) = 1 place: the two already hold more, so the epoch is the plain draw
+                assert people == [int(plain[epoch * 8 + i]["hr_label"]) for i in range(8)]
     ds, _, _ = make_streams(k=1, two_view_fraction=0.5)  # 3 of 4 people already in both views: no change
-    assert sorted(int(ds[i]["hr_label"]) for i in range(4)) == [0, 1, 2, 3]
+    off, _, _ = make_streams(k=1)
+    assert all(torch.equal(ds[k]["hr"], off[k]["hr"]) and torch.equal(ds[k]["lr"], off[k]["lr"]) for k in range(12))
     with pytest.raises(ConfigError, match="pk_two_view_fraction"):
         make_streams(k=1, two_view_fraction=0.0)
 

@@ -80,10 +80,10 @@ class IdentityStreams(TrainStreams):
 
     ``two_view_fraction``: None draws every identity once per epoch. A fraction f in (0, 1] gives the people
     seen in both views (their genuine LR paired with their HR images: the only cross-camera pairs of a
-    single-shot benchmark) at least that share of the epoch's places: max(round(f * identities), their
-    number) places, filled by cycling through a permutation of them; the other places go to a permutation
-    of the rest, cut to fit. The epoch keeps its length, and no one-view person comes twice in it. Where
-    the two-view people already hold that share (e.g. MLR-Market), nothing changes but the draw.
+    single-shot benchmark) at least that share of the epoch's places: round(f * identities) places, filled
+    by cycling through a permutation of them; the other places go to a permutation of the rest, cut to
+    fit. The epoch keeps its length, and no one-view person comes twice in it. Where the two-view people
+    already hold that share (e.g. MLR-Market, the built-in benchmark), the epoch is drawn as with None.
     """
 
     def __init__(self, *args, k: int = 4, two_view_fraction: float | None = None, **kwargs) -> None:
@@ -117,10 +117,10 @@ class IdentityStreams(TrainStreams):
         if getattr(self, "_order", (None,))[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch, 2])
             n = len(self.ids)
-            if self.two_view_fraction is None:
+            n_two = 0 if self.two_view_fraction is None else round(self.two_view_fraction * n)
+            if n_two <= len(self.two_view):  # off, or the two-view people already hold that share
                 order = rng.permutation(n)
             else:
-                n_two = max(round(self.two_view_fraction * n), len(self.two_view))
                 rest = np.setdiff1d(np.arange(n), self.two_view)
                 two = np.resize(rng.permutation(self.two_view), n_two)
                 order = rng.permutation(np.concatenate([two, rng.permutation(rest)[:n - n_two]]))
