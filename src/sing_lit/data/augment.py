@@ -74,7 +74,7 @@ def color_jitter(img: torch.Tensor, factors: tuple[float, float, float], mean: f
     uint8 out (rounded). Pass ``mean`` to give every view of one image the same transform."""
     b, c, s = factors
     x = (img.float() * b).clamp(0, 255)
-    m = brightness_mean(img, b) if mean is None else mean
+    m = float((x * LUMA).sum(0).mean()) if mean is None else mean  # brightness_mean of img, from x
     x = ((x - m) * c + m).clamp(0, 255)
     grey = (x * LUMA).sum(0, keepdim=True)
     x = ((x - grey) * s + grey).clamp(0, 255)
