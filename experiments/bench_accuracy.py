@@ -44,10 +44,11 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, sr: str = "srcnn") -> list[str]:
+def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, sr: str = "srcnn",
+            sr_init_steps: int = 0) -> list[str]:
     _, module, extra = STUDIES[study]
     if study == "sing":
-        extra = [f"sr={sr}"]
+        extra = [f"sr={sr}", *([f"model.sr_init_steps={sr_init_steps}"] if sr_init_steps else [])]
     trial_arg = f"trials=[{','.join(map(str, trials))}]"
     if module == "sing_lit.sr_reid":  # only its own keys: data, trials, seed, and its method choices
         shared = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in ("data", "seed")]
@@ -56,9 +57,9 @@ def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, 
             "ckpt_path=last", f"hydra.sweep.dir={run_dir}"]
 
 
-def run(study: str, overrides: list[str], trials: list[int], runs: Path, sr: str) -> dict[str, Any]:
+def run(study: str, overrides: list[str], trials: list[int], runs: Path, sr: str, sr_init_steps: int) -> dict[str, Any]:
     run_dir = runs / study
-    cmd = command(study, overrides, trials, run_dir, sr)
+    cmd = command(study, overrides, trials, run_dir, sr, sr_init_steps)
     record = run_dir / "bench_study.json"
     shown = shlex.join(["python", *[c.replace(str(REPO) + "/", "") for c in cmd[1:]]])
     if record.is_file() and json.loads(record.read_text())["command"] == shown:
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=None, help="default: multirun/accuracy/<dataset>")
     ap.add_argument("--out", type=Path, default=None, help="default: experiments/results/<dataset>")
     ap.add_argument("--sr", default="srcnn", help="SING's F_sr: srcnn (the paper's) or fsrcnn (cheaper: SING measured 1.26x the CPU of sr=none, SRCNN 1.34x FSRCNN per step)")
+    ap.add_argument("--sr-init-steps", type=int, default=0,
+                    help="SING only: F_sr first trained alone by MSE for this many steps (model.sr_init_steps)")
     args = ap.parse_args()
     dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "synthetic")
     runs = args.runs or REPO / "multirun" / "accuracy" / dataset
@@ -101,7 +104,7 @@ def main() -> None:
     report: dict[str, Any] = {"bench": "accuracy", "dataset": dataset, "trials": trials, "overrides": args.overrides,
                               "git_commit": git_commit(), "studies": {}}
     for study in args.studies.split(","):
-        cost = run(study, args.overrides, trials, runs, args.sr)
+        cost = run(study, args.overrides, trials, runs, args.sr, args.sr_init_steps)
         report["studies"][study] = {"label": STUDIES[study][0], **cost, **results(study, runs)}
     s = report["studies"]
     if "sing" in s and "bicubic" in s:

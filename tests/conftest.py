@@ -1,4 +1,5 @@
-"""Shared fixtures: Hydra composition outside a run, tiny SING nets, and the training CLI in a subprocess."""
+"""Shared fixtures: Hydra composition outside a run, tiny SING nets, and the training CLI in a subprocess
+or in this process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from cli_checks import run_in_process
 from sing_lit.runtime.cli import CONFIG_DIR  # also registers the ${pkg_dir:} resolver
 
 # The tiny benchmark every fast test shares (16 identities of debug=tiny).
@@ -65,6 +67,18 @@ def run_cli(cache_dir: Path) -> Callable[..., subprocess.CompletedProcess]:
         env.update(SING_LIT_CACHE=str(cache_dir), WANDB_MODE="offline", PYTHONUNBUFFERED="1")
         return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=timeout)
+
+    return _run
+
+
+@pytest.fixture
+def cli_in_process(cache_dir: Path, monkeypatch, capsys) -> Callable[..., subprocess.CompletedProcess]:
+    """``cli_in_process(args, cwd, module="sing_lit.train")``: ``run_cli``'s run in this process, for the
+    bad-input tests that stop before training (no interpreter start-up: ~6 s each)."""
+
+    def _run(args: Sequence[str], cwd: Path, module: str = "sing_lit.train") -> subprocess.CompletedProcess:
+        env = {"SING_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+        return run_in_process(list(args), cwd, env, monkeypatch, capsys, module)
 
     return _run
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import sing_lit.api.model as api_model
-from cli_checks import assert_one_error_line
+from cli_checks import assert_one_error_line, run_in_process
 from sing_lit.api import load
 from sing_lit.api.model import split_records
 from sing_lit.api.search import search
@@ -162,36 +162,39 @@ def test_folders_with_ids_in_names_grayscale_and_rgba(mr, sweep, test_split, tmp
     assert [row["pid"] for row in result["ranking"]] == [int(Path(p).name[:4]) for p in map(str, first)]
 
 
-def _bad(mr, sweep, tmp_path, *args):  # noqa: F811
-    return run(["sing_lit.search", *args, f"out={tmp_path / 'out'}", "cache_dir=null"], tmp_path, sweep[1])
+@pytest.fixture
+def bad(sweep, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """``bad(*args)``: a search in this process that is to be refused before any work."""
+    return lambda *args: run_in_process([*args, f"out={tmp_path / 'out'}", "cache_dir=null"], tmp_path,
+                                        {"SING_LIT_CACHE": str(sweep[1])}, monkeypatch, capsys, "sing_lit.search")
 
 
-def test_bad_images_and_folders_get_one_error_line_naming_them(mr, sweep, test_split, tmp_path):  # noqa: F811
+def test_bad_images_and_folders_get_one_error_line_naming_them(mr, bad, test_split, tmp_path):  # noqa: F811
     q, g = image_folders(test_split, tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"model={mr}", f"query={empty}", f"gallery={g}"), str(empty))
+    assert_one_error_line(bad(f"model={mr}", f"query={empty}", f"gallery={g}"), str(empty))
     victim = sorted(q.rglob("*.png"))[0]
     victim.write_bytes(victim.read_bytes()[:60])
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"model={mr}", f"query={q}", f"gallery={g}"), str(victim),
+    assert_one_error_line(bad(f"model={mr}", f"query={q}", f"gallery={g}"), str(victim),
                           "corrupt")
     victim.unlink()
     deep = sorted(q.rglob("*.png"))[0]
     Image.fromarray(np.arange(32 * 16, dtype=np.uint16).reshape(32, 16) * 100).save(deep)
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"model={mr}", f"query={q}", f"gallery={g}"), str(deep), "16")
+    assert_one_error_line(bad(f"model={mr}", f"query={q}", f"gallery={g}"), str(deep), "16")
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unfinished_sweep_and_anchors_that_do_not_belong_together(mr, sweep, test_split, tmp_path):  # noqa: F811
+def test_an_unfinished_sweep_and_anchors_that_do_not_belong_together(mr, bad, test_split, tmp_path):  # noqa: F811
     q, g = image_folders(test_split, tmp_path)
     copy = tmp_path / "mr"
     shutil.copytree(mr, copy)
     (copy / "fuse" / "metrics.json").unlink()
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"model={copy}", f"query={q}", f"gallery={g}"),
+    assert_one_error_line(bad(f"model={copy}", f"query={q}", f"gallery={g}"),
                           "not a finished sweep", "fuse/metrics.json")
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"model=[{mr / '1_x3'},{mr / '1_x3'}]", "sigma=0.1",
+    assert_one_error_line(bad(f"model=[{mr / '1_x3'},{mr / '1_x3'}]", "sigma=0.1",
                                f"query={q}", f"gallery={g}"), "same ratio")
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"model={tmp_path}", f"query={q}", f"gallery={g}"),
+    assert_one_error_line(bad(f"model={tmp_path}", f"query={q}", f"gallery={g}"),
                           str(tmp_path), "not a finished sweep")
-    assert_one_error_line(_bad(mr, sweep, tmp_path, f"query={q}", f"gallery={g}"), "model=")
+    assert_one_error_line(bad(f"query={q}", f"gallery={g}"), "model=")
     assert not (tmp_path / "out").exists()

@@ -208,6 +208,15 @@ def test_callbacks_instantiate(compose_cfg, tmp_path):
     assert ckpt.monitor == "val/rank1" and ckpt.mode == "max" and ckpt.save_last
 
 
+def test_the_prid_budget_keeps_the_last_epoch_and_an_override_wins(compose_cfg):
+    # conf/budget/prid2011.yaml comes after callbacks/default in train.yaml's defaults, so its choice holds
+    prid = ["data=prid2011", "data.root=/nowhere"]
+    assert compose_cfg(prid).callbacks.model_checkpoint.monitor is None
+    assert compose_cfg(prid).trainer.max_epochs == 8
+    assert compose_cfg([*prid, "callbacks.model_checkpoint.monitor=val/mAP"]).callbacks.model_checkpoint.monitor == "val/mAP"
+    assert compose_cfg(["data=grid", "data.root=/nowhere"]).callbacks.model_checkpoint.monitor == "val/rank1"
+
+
 @pytest.mark.parametrize("option", options("debug"))
 def test_debug_options(compose_cfg, option):
     cfg = compose_cfg([f"debug={option}"])

@@ -158,10 +158,10 @@ def test_missing_plugin_is_one_error_line(capsys):
     (["trainer.devices=64"], ["trainer.devices=64", "CPU cores"]),
     (["trainer=gpu"], ["trainer.devices=1", "0 CUDA GPU(s)", "trainer=cpu"]),
 ], ids=["too_many_cpu_processes", "gpu_without_gpu"])
-def test_too_many_devices(tmp_path, cache_dir, args, names):
+def test_too_many_devices(tmp_path, cli_in_process, args, names):
     if "trainer=gpu" in args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    line = error_line(run([*TINY, *args], tmp_path, cache_dir))
+    line = error_line(cli_in_process([*TINY, *args], tmp_path))
     for name in names:
         assert name in line, line
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.ckpt"))

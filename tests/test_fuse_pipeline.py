@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_checks import assert_one_error_line
+from cli_checks import assert_one_error_line, run_in_process
 
 TINY = ["debug=tiny", "data.reader.num_ids=12", "trainer.max_epochs=1", "logger=csv"]
 
@@ -63,6 +63,15 @@ def fuse(args: list[str], tmp_path: Path, cache: Path) -> subprocess.CompletedPr
     return run(["sing_lit.fuse", *args, f"hydra.run.dir={tmp_path / 'fuse_out'}"], tmp_path, cache)
 
 
+@pytest.fixture
+def bad_fuse(monkeypatch, capsys):
+    """``fuse``'s run in this process, for the bad inputs (refused before any work)."""
+
+    def _fuse(args: list[str], tmp_path: Path, cache: Path) -> subprocess.CompletedProcess:
+        return run_in_process([*args, f"hydra.run.dir={tmp_path / 'fuse_out'}"], tmp_path,
+                              {"SING_LIT_CACHE": str(cache)}, monkeypatch, capsys, "sing_lit.fuse")
+
+    return _fuse
 
 
 def test_fuse_command_on_a_multirun_dir(sweep, tmp_path):
@@ -73,48 +82,48 @@ def test_fuse_command_on_a_multirun_dir(sweep, tmp_path):
     assert json.loads((tmp_path / "fuse_out" / "metrics.json").read_text())["task"] == "fuse"
 
 
-def test_a_failed_anchor_job_is_named(sweep, tmp_path):
+def test_a_failed_anchor_job_is_named(sweep, tmp_path, bad_fuse):
     mr = copy_sweep(sweep, tmp_path)
     (mr / "1_x3" / "metrics.json").unlink()
-    assert_one_error_line(fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "1_x3")
+    assert_one_error_line(bad_fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "1_x3")
     assert not (tmp_path / "fuse_out" / "metrics.json").exists()
 
 
-def test_a_missing_checkpoint_is_named(sweep, tmp_path):
+def test_a_missing_checkpoint_is_named(sweep, tmp_path, bad_fuse):
     mr = copy_sweep(sweep, tmp_path)
     (mr / "2_x4" / "trial_0" / "checkpoints" / "best.ckpt").unlink()
-    assert_one_error_line(fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "2_x4", "does not exist")
+    assert_one_error_line(bad_fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "2_x4", "does not exist")
 
 
-def test_a_corrupt_checkpoint_is_named(sweep, tmp_path):
+def test_a_corrupt_checkpoint_is_named(sweep, tmp_path, bad_fuse):
     mr = copy_sweep(sweep, tmp_path)
     ckpt = mr / "0_x2" / "trial_0" / "checkpoints" / "best.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    assert_one_error_line(fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "0_x2", "corrupt or truncated")
+    assert_one_error_line(bad_fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "0_x2", "corrupt or truncated")
 
 
-def test_a_missing_anchor_job_is_never_silently_dropped(sweep, tmp_path):
+def test_a_missing_anchor_job_is_never_silently_dropped(sweep, tmp_path, bad_fuse):
     mr = copy_sweep(sweep, tmp_path)
     shutil.rmtree(mr / "1_x3")
-    assert_one_error_line(fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "1/3", "fewer anchors")
+    assert_one_error_line(bad_fuse([f"multirun_dir={mr}"], tmp_path, sweep[1]), "1/3", "fewer anchors")
 
 
-def test_two_anchors_with_the_same_ratio(sweep, tmp_path):
+def test_two_anchors_with_the_same_ratio(sweep, tmp_path, bad_fuse):
     mr = copy_sweep(sweep, tmp_path)
-    proc = fuse([f"anchors=[{mr / '1_x3'},{mr / '1_x3'}]"], tmp_path, sweep[1])
+    proc = bad_fuse([f"anchors=[{mr / '1_x3'},{mr / '1_x3'}]"], tmp_path, sweep[1])
     assert_one_error_line(proc, "same ratio")
 
 
-def test_anchors_with_different_input_sizes_or_datasets(sweep, tmp_path):
+def test_anchors_with_different_input_sizes_or_datasets(sweep, tmp_path, bad_fuse):
     base, cache, _ = sweep
     mr = copy_sweep(sweep, tmp_path)
     other = tmp_path / "other_x3"
     proc = run(["sing_lit.train", "+anchor=1/3", *TINY, "data.input_size=[48,24]", f"hydra.run.dir={other}"],
                tmp_path, cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert_one_error_line(fuse([f"anchors=[{mr / '0_x2'},{other}]"], tmp_path, cache), "input sizes")
+    assert_one_error_line(bad_fuse([f"anchors=[{mr / '0_x2'},{other}]"], tmp_path, cache), "input sizes")
     other_data = tmp_path / "other_data_x3"
     proc = run(["sing_lit.train", "+anchor=1/3", *TINY, "data.reader.seed=1", f"hydra.run.dir={other_data}"],
                tmp_path, cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert_one_error_line(fuse([f"anchors=[{mr / '0_x2'},{other_data}]"], tmp_path, cache), "x3")
+    assert_one_error_line(bad_fuse([f"anchors=[{mr / '0_x2'},{other_data}]"], tmp_path, cache), "x3")

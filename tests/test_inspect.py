@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cli_checks import run_in_process
 from sing_lit.data.readers import prid2011
 from sing_lit.inspect import expected_tree
 
@@ -28,6 +29,11 @@ def run_inspect(*overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def inspect_here(monkeypatch, capsys, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``run_inspect`` in this process (the bad layouts, refused before any work)."""
+    return run_in_process(list(overrides), cwd, {}, monkeypatch, capsys, "sing_lit.inspect")
 
 
 def prid_layout(root: Path) -> Path:
@@ -67,26 +73,26 @@ def test_inspect_prints_counts(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prid"]  # inspect writes nothing
 
 
-def test_inspect_wrong_layout(tmp_path: Path) -> None:
+def test_inspect_wrong_layout(tmp_path: Path, monkeypatch, capsys) -> None:
     root = prid_layout(tmp_path / "prid")
-    result = run_inspect("data=viper", f"data.root={root}", cwd=tmp_path)
+    result = inspect_here(monkeypatch, capsys, "data=viper", f"data.root={root}", cwd=tmp_path)
     assert_one_clear_error(result, str(root / "cam_a"), "expected layout:", "cam_b/", "try data=prid2011")
 
 
-def test_inspect_bad_root_and_missing_root(tmp_path: Path) -> None:
-    result = run_inspect("data=grid", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
+def test_inspect_bad_root_and_missing_root(tmp_path: Path, monkeypatch, capsys) -> None:
+    result = inspect_here(monkeypatch, capsys, "data=grid", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
     assert_one_clear_error(result, str(tmp_path / "nowhere"), "expected layout:", "underground_reid/")
-    result = run_inspect("data=prid2011", cwd=tmp_path)
+    result = inspect_here(monkeypatch, capsys, "data=prid2011", cwd=tmp_path)
     assert_one_clear_error(result, "data.root", "expected layout:", "single_shot/")
 
 
-def test_inspect_corrupt_image(tmp_path: Path) -> None:
+def test_inspect_corrupt_image(tmp_path: Path, monkeypatch, capsys) -> None:
     root = prid_layout(tmp_path / "prid")
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
     broken = root / "single_shot" / "cam_b" / "person_0003.png"
     broken.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    result = run_inspect("data=prid2011", f"data.root={root}", cwd=tmp_path)
+    result = inspect_here(monkeypatch, capsys, "data=prid2011", f"data.root={root}", cwd=tmp_path)
     assert_one_clear_error(result, str(broken), "expected layout:")
 
 

@@ -40,10 +40,10 @@ def test_a_split_file_records_its_protocol(tiny_cfg, tmp_path):
     assert [t.test for t in dm.trials] == [t["test"] for t in doc["trials"]]
 
 
-def test_a_different_protocol_is_refused_with_one_error_line(tiny_cfg, run_cli, tmp_path):
+def test_a_different_protocol_is_refused_with_one_error_line(tiny_cfg, cli_in_process, tmp_path):
     split = tmp_path / "split.json"
     write_split(tiny_cfg, split)
-    proc = run_cli([*TINY, f"data.split_file={split}", "data.protocol.seed=1", "data.protocol.val_ids=3"], tmp_path)
+    proc = cli_in_process([*TINY, f"data.split_file={split}", "data.protocol.seed=1", "data.protocol.val_ids=3"], tmp_path)
     line = assert_one_error_line(proc, str(split), "seed is 0 in the file but 1 in the config",
                                  "val_ids is 0.2 in the file but 3 in the config",
                                  "data.protocol.val_ids=0.2 data.protocol.seed=0", "data.split_file=null",

@@ -137,8 +137,8 @@ def test_empty_validation_split_is_refused(tmp_path, cache_dir):
     ("input_size=[40,48]", ["input_size", "[40, 48]", "44"]),
     ("sr_methods=[bicubic,lanczos]", ["sr_methods", "lanczos", "bilinear, bicubic, srcnn"]),
 ])
-def test_cli_refuses_bad_input_in_one_line(run_cli, tmp_path, override, needles):
-    proc = run_cli([*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, module="sing_lit.sr_reid")
+def test_cli_refuses_bad_input_in_one_line(cli_in_process, tmp_path, override, needles):
+    proc = cli_in_process([*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, module="sing_lit.sr_reid")
     assert proc.returncode == 2
     assert_one_error_line(proc, *needles)
     assert not (tmp_path / "run" / "metrics.json").exists()

@@ -118,8 +118,8 @@ def test_multirun_over_the_three_anchors(run_cli, tmp_path):
     (["model.alpha=-1"], ["model.alpha", "-1"]),
     (["data.reader.num_ids=0"], ["num_ids=0"]),
 ], ids=["ratio_above_1", "ratio_0", "negative_alpha", "empty_dataset"])
-def test_bad_values_give_one_error_line(run_cli, tmp_path, overrides, names):
-    proc = run_cli([*TINY, *overrides], tmp_path)
+def test_bad_values_give_one_error_line(cli_in_process, tmp_path, overrides, names):
+    proc = cli_in_process([*TINY, *overrides], tmp_path)
     assert_one_error_line(proc, *names)
     assert proc.returncode == 2
 
@@ -139,8 +139,8 @@ def test_missing_mandatory_value(run_cli, tmp_path):
     (["data=nope"], ["nope", "synthetic"]),
     (["model.alphaa=1"], ["model.alphaa", "not in struct"]),
 ], ids=["unknown_backbone", "unknown_data", "typo_key"])
-def test_hydra_rejects_unknown_options(run_cli, tmp_path, overrides, names):
-    proc = run_cli([*TINY, *overrides], tmp_path)
+def test_hydra_rejects_unknown_options(cli_in_process, tmp_path, overrides, names):
+    proc = cli_in_process([*TINY, *overrides], tmp_path)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     for name in names:

@@ -75,6 +75,11 @@ def main(cfg: DictConfig) -> None:
     run_guarded(lambda: evaluate(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m sing_lit.evaluate``: a missing Hydra plugin named first, then :func:`main`."""
     require_plugins(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

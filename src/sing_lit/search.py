@@ -38,6 +38,11 @@ def main(cfg: DictConfig) -> None:
     run_guarded(lambda: search_from_config(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m sing_lit.search``: its `model=` read as model_source, then :func:`main`."""
     sys.argv = alias_args(sys.argv, {"model": "model_source"})
     main()
+
+
+if __name__ == "__main__":
+    cli()

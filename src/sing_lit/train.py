@@ -245,6 +245,11 @@ def main(cfg: DictConfig) -> float | None:
     return sum(scores) / len(scores)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m sing_lit.train``: a missing Hydra plugin named first, then :func:`main`."""
     require_plugins(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()
