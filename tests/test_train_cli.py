@@ -6,6 +6,7 @@ The literal commands of the README (``+anchor=1/3``, ``-m +anchor=1/2,1/3,1/4``)
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def test_single_anchor_run_writes_metrics_and_best_checkpoint(anchor_run):
     trial = json.loads((anchor_run / "trial_0" / "metrics.json").read_text())
     assert trial["test"]["rank1"] == metrics["test"]["rank1"]["mean"]
     assert (anchor_run / "split.json").is_file() and (anchor_run / ".hydra" / "config.yaml").is_file()
+
+
+def test_without_a_monitor_the_trial_keeps_the_last_epoch_and_its_validation_score(run_cli, tmp_path):
+    # conf/budget/prid2011.yaml's choice: best.ckpt is the latest epoch's model, and the score is its validation's
+    run = tmp_path / "run"
+    check_ok(run_cli(["+anchor=1/3", *TINY, "trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=null",
+                      "logger=[csv]", "~callbacks.pictures", f"hydra.run.dir={run}"], tmp_path))
+    trial = json.loads((run / "trial_0" / "metrics.json").read_text())
+    best, last = (torch.load(run / trial[k], map_location="cpu", weights_only=False)
+                  for k in ("best_checkpoint", "last_checkpoint"))
+    assert best["epoch"] == last["epoch"] == 2 and best["global_step"] == last["global_step"]
+    rows = [r for r in csv.DictReader(open(run / "logs" / "trial_0" / "metrics.csv")) if r.get("val/rank1")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert trial["val_rank1_best"] == pytest.approx(float(rows[-1]["val/rank1"]))
 
 
 def test_checkpoint_records_provenance(anchor_run):

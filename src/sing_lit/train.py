@@ -172,6 +172,9 @@ def fit_trial(cfg: DictConfig, k: int, out_dir: Path, info: dict[str, Any], run_
         result["last_checkpoint"] = os.path.relpath(last, run_dir) if last else ""
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
             result["val_rank1_best"] = float(ckpt_cb.best_model_score)
+        elif ckpt_cb is not None and ckpt_cb.monitor is None and "val/rank1" in trainer.callback_metrics:
+            # monitor=null keeps the latest epoch's model (conf/budget/prid2011.yaml): its score is the last one
+            result["val_rank1_best"] = float(trainer.callback_metrics["val/rank1"])
         if stage == "refit":  # model selection happened in the holdout run: its score is the trial's
             result.update(val_mode="refit", refit_epochs=refit_epochs, holdout_checkpoint=holdout["best_checkpoint"],
                           holdout_num_classes=holdout["num_classes"])
@@ -233,7 +236,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Train; return the mean over trials of the best ``val/rank1`` (the model-selection score).
+    """Train; return the mean over trials of the kept checkpoint's ``val/rank1`` (the model-selection score:
+    the best epoch's, or the last epoch's with ``callbacks.model_checkpoint.monitor=null``).
 
     That is the objective a Hydra sweeper maximises (``hparams_search=sing_optuna``): test
     identities never steer a search. None when no validation ran (``debug=fast_dev_run``).
