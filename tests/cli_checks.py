@@ -42,31 +42,27 @@ def call_main(module: str, args: list[str], monkeypatch, capsys) -> tuple[int, s
     return code, out.err
 
 
+def _loggers() -> list[logging.Logger]:
+    return [logging.root, *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+
+
 def _call(module: str, args: list[str], monkeypatch, capsys):
-    # Hydra configures logging for the run, onto this test's captured streams: put the handlers back
-    # afterwards, so that later tests never log to a closed capture.
-    loggers = [logging.root, *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
-    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    try:
-        return _call_main(module, args, monkeypatch, capsys)
-    finally:
-        for lg in {*loggers, *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))}:
-            if lg not in loggers:
-                lg.handlers[:] = []
-        for lg, handlers, level, propagate in saved:
-            lg.handlers[:] = handlers
-            lg.setLevel(level)
-            lg.propagate = propagate
-
-
-def _call_main(module: str, args: list[str], monkeypatch, capsys):
     entry = importlib.import_module(f"sing_lit.{module}")
     main = getattr(entry, "cli", entry.main)  # what `python -m` runs: cli() where main() has a step before it
     monkeypatch.setattr(sys, "argv", [f"sing_lit.{module}", *args])
+    # Hydra configures logging for the run, onto this test's captured streams: put the handlers back
+    # afterwards, so that later tests never log to a closed capture.
+    saved = {lg: (lg.handlers[:], lg.level, lg.propagate) for lg in _loggers()}
     capsys.readouterr()
     code = 0
     try:
         main()
     except SystemExit as exit_info:
         code = exit_info.code if isinstance(exit_info.code, int) else 1
+    finally:
+        for lg in _loggers():
+            handlers, level, propagate = saved.get(lg, ([], lg.level, lg.propagate))
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
     return code, capsys.readouterr()
