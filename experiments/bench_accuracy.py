@@ -10,6 +10,11 @@ defaults of ``conf/`` plus the overrides given here, on the trials asked for. It
 rank-1 / mAP (mean ± std over trials), the best single anchor, the CPU seconds and wall-clock seconds
 spent, and writes ``accuracy.json`` and ``accuracy.md`` into ``--out`` (default
 ``experiments/results/<dataset>``). A study that finished earlier in ``--runs`` with the same command is reused.
+
+``--pretrain "data=grid data.root=../shared/data/grid trainer.max_epochs=4"`` first trains F_fe on a source
+dataset, re-id only (``experiment=pretrain_source``, the paper's "DGD pre-trained on Market" path), once; both
+deep studies then start F_fe from it (``model.init_from=... model.init_parts=[fe]``). Its cost is reported on
+its own row, and added to each deep study's in the ``CPU s with pre-training`` column.
 """
 
 from __future__ import annotations
@@ -44,6 +49,21 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+# target overrides that the source pre-training shares (the net must match; where it logs): not data or budget
+PRETRAIN_SHARED = ("backbone", "model.net.backbone", "logger", "callbacks", "seed")
+
+
+def pretrain_command(source: list[str], overrides: list[str], run_dir: Path) -> list[str]:
+    shared = [o for o in overrides if o.lstrip("+~").split("=")[0].startswith(PRETRAIN_SHARED)]
+    return [sys.executable, "-m", "sing_lit.train", "experiment=pretrain_source", *shared, *source,
+            "model.channels_last=true", f"hydra.run.dir={run_dir}"]
+
+
+def pretrained_fe(runs: Path) -> list[str]:
+    """The deep studies' overrides that start F_fe from the source pre-training."""
+    return [f"model.init_from={runs / 'pretrain' / 'trial_0' / 'checkpoints' / 'best.ckpt'}", "model.init_parts=[fe]"]
+
+
 def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, sr: str = "srcnn",
             sr_init_steps: int = 0) -> list[str]:
     _, module, extra = STUDIES[study]
@@ -57,9 +77,13 @@ def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, 
             "ckpt_path=last", f"hydra.sweep.dir={run_dir}"]
 
 
-def run(study: str, overrides: list[str], trials: list[int], runs: Path, sr: str, sr_init_steps: int) -> dict[str, Any]:
+def run(study: str, overrides: list[str], trials: list[int], runs: Path, sr: str, sr_init_steps: int,
+        source: list[str] | None = None) -> dict[str, Any]:
     run_dir = runs / study
-    cmd = command(study, overrides, trials, run_dir, sr, sr_init_steps)
+    if study == "pretrain":
+        cmd = pretrain_command(source or [], overrides, run_dir)
+    else:
+        cmd = command(study, overrides, trials, run_dir, sr, sr_init_steps)
     record = run_dir / "bench_study.json"
     shown = shlex.join(["python", *[c.replace(str(REPO) + "/", "") for c in cmd[1:]]])
     if record.is_file() and json.loads(record.read_text())["command"] == shown:
@@ -96,6 +120,9 @@ def main() -> None:
     ap.add_argument("--sr", default="srcnn", help="SING's F_sr: srcnn (the paper's) or fsrcnn (cheaper: SING measured 1.26x the CPU of sr=none, SRCNN 1.34x FSRCNN per step)")
     ap.add_argument("--sr-init-steps", type=int, default=0,
                     help="SING only: F_sr first trained alone by MSE for this many steps (model.sr_init_steps)")
+    ap.add_argument("--pretrain", default=None, metavar="OVERRIDES",
+                    help="source dataset overrides, e.g. \"data=grid data.root=../shared/data/grid trainer.max_epochs=4\": "
+                         "F_fe is first trained there (re-id only), and both deep studies start from it")
     args = ap.parse_args()
     dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "synthetic")
     runs = args.runs or REPO / "multirun" / "accuracy" / dataset
@@ -103,9 +130,19 @@ def main() -> None:
     trials = [int(t) for t in args.trials.split(",")]
     report: dict[str, Any] = {"bench": "accuracy", "dataset": dataset, "trials": trials, "overrides": args.overrides,
                               "git_commit": git_commit(), "studies": {}}
+    deep = list(args.overrides)
+    if args.pretrain:
+        source = shlex.split(args.pretrain)
+        if not any(o.startswith("data=") for o in source):
+            sys.exit(f"error: --pretrain needs the source dataset (data=<name> data.root=<folder>), got {args.pretrain!r}")
+        report["pretrain"] = run("pretrain", args.overrides, trials, runs, args.sr, 0, source)
+        deep += pretrained_fe(runs)
     for study in args.studies.split(","):
-        cost = run(study, args.overrides, trials, runs, args.sr, args.sr_init_steps)
+        cost = run(study, deep if STUDIES[study][1] == "sing_lit.train" else args.overrides, trials, runs, args.sr,
+                   args.sr_init_steps)
         report["studies"][study] = {"label": STUDIES[study][0], **cost, **results(study, runs)}
+        if args.pretrain and STUDIES[study][1] == "sing_lit.train":
+            report["studies"][study]["cpu_s_with_pretrain"] = round(cost["cpu_s"] + report["pretrain"]["cpu_s"], 1)
     s = report["studies"]
     if "sing" in s and "bicubic" in s:
         report["sing_minus_bicubic_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
@@ -113,12 +150,19 @@ def main() -> None:
     if "sing" in s and "lomo_xqda" in s:
         report["sing_minus_lomo_xqda_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
                                                      - s["lomo_xqda"]["fused"]["rank1"]["mean"], 2)
-    rows = ["| model | fused r=1 | fused mAP | best single anchor r=1 | CPU s | wall s |", "|---|---|---|---|---|---|"]
+    pre = report.get("pretrain")
+    rows = ["| model | fused r=1 | fused mAP | best single anchor r=1 | CPU s | wall s |"
+            + (" CPU s with pre-training |" if pre else ""), "|---|---|---|---|---|---|" + ("---|" if pre else "")]
     for v in s.values():
         rows.append(f"| {v['label']} | {cell(v['fused']['rank1'])} | {cell(v['fused']['mAP'])} | "
-                    f"{cell(v['best_single_anchor']['rank1'])} | {v['cpu_s']:.0f} | {v['wall_s']:.0f} |")
+                    f"{cell(v['best_single_anchor']['rank1'])} | {v['cpu_s']:.0f} | {v['wall_s']:.0f} |"
+                    + (f" {v.get('cpu_s_with_pretrain', v['cpu_s']):.0f} |" if pre else ""))
+    if pre:
+        rows.append(f"| F_fe pre-training on the source (once, shared by both deep models) | - | - | - | "
+                    f"{pre['cpu_s']:.0f} | {pre['wall_s']:.0f} | - |")
     md = "\n".join([f"# Accuracy benchmark: {dataset}", "",
                     f"- git commit: `{report['git_commit']}`; trials {trials}; mean ± std over trials, in %",
+                    *([f"- pretrain: `{pre['command']}`"] if pre else []),
                     *[f"- {k}: `{v['command']}`" for k, v in s.items()], "", *rows, ""])
     write_json_atomic(out / "accuracy.json", report)
     write_text_atomic(out / "accuracy.md", md)
