@@ -11,7 +11,7 @@ rank-1 / mAP (mean ± std over trials), the best single anchor, the CPU seconds 
 spent, and writes ``accuracy.json`` and ``accuracy.md`` into ``--out`` (default
 ``experiments/results/<dataset>``). A study that finished earlier in ``--runs`` with the same command is reused.
 
-``--pretrain "data=grid data.root=../shared/data/grid trainer.max_epochs=4"`` first trains F_fe on a source
+``--pretrain "data=grid data.root=../shared/data/grid"`` first trains F_fe on a source
 dataset, re-id only (``experiment=pretrain_source``, the paper's "DGD pre-trained on Market" path), once; both
 deep studies then start F_fe from it (``model.init_from=... model.init_parts=[fe]``). Its cost is reported on
 its own row, and added to each deep study's in the ``CPU s with pre-training`` column.
@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--sr-init-steps", type=int, default=0,
                     help="SING only: F_sr first trained alone by MSE for this many steps (model.sr_init_steps)")
     ap.add_argument("--pretrain", default=None, metavar="OVERRIDES",
-                    help="source dataset overrides, e.g. \"data=grid data.root=../shared/data/grid trainer.max_epochs=4\": "
+                    help="source dataset overrides, e.g. \"data=grid data.root=../shared/data/grid\" (its budget: 8 epochs): "
                          "F_fe is first trained there (re-id only), and both deep studies start from it")
     args = ap.parse_args()
     dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "synthetic")
