@@ -77,13 +77,7 @@ def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, 
             "ckpt_path=last", f"hydra.sweep.dir={run_dir}"]
 
 
-def run(study: str, overrides: list[str], trials: list[int], runs: Path, sr: str, sr_init_steps: int,
-        source: list[str] | None = None) -> dict[str, Any]:
-    run_dir = runs / study
-    if study == "pretrain":
-        cmd = pretrain_command(source or [], overrides, run_dir)
-    else:
-        cmd = command(study, overrides, trials, run_dir, sr, sr_init_steps)
+def run(study: str, cmd: list[str], run_dir: Path) -> dict[str, Any]:
     record = run_dir / "bench_study.json"
     shown = shlex.join(["python", *[c.replace(str(REPO) + "/", "") for c in cmd[1:]]])
     if record.is_file() and json.loads(record.read_text())["command"] == shown:
@@ -135,13 +129,14 @@ def main() -> None:
         source = shlex.split(args.pretrain)
         if not any(o.startswith("data=") for o in source):
             sys.exit(f"error: --pretrain needs the source dataset (data=<name> data.root=<folder>), got {args.pretrain!r}")
-        report["pretrain"] = run("pretrain", args.overrides, trials, runs, args.sr, 0, source)
+        report["pretrain"] = run("pretrain", pretrain_command(source, args.overrides, runs / "pretrain"), runs / "pretrain")
         deep += pretrained_fe(runs)
     for study in args.studies.split(","):
-        cost = run(study, deep if STUDIES[study][1] == "sing_lit.train" else args.overrides, trials, runs, args.sr,
-                   args.sr_init_steps)
+        is_deep = STUDIES[study][1] == "sing_lit.train"
+        cost = run(study, command(study, deep if is_deep else args.overrides, trials, runs / study, args.sr,
+                                  args.sr_init_steps), runs / study)
         report["studies"][study] = {"label": STUDIES[study][0], **cost, **results(study, runs)}
-        if args.pretrain and STUDIES[study][1] == "sing_lit.train":
+        if args.pretrain and is_deep:
             report["studies"][study]["cpu_s_with_pretrain"] = round(cost["cpu_s"] + report["pretrain"]["cpu_s"], 1)
     s = report["studies"]
     if "sing" in s and "bicubic" in s:
