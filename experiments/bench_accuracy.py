@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paper import git_commit  # experiments/paper.py: the one commit stamp of committed results
+# experiments/paper.py: the one commit stamp of committed results, and the one source pre-training
+from paper import PRETRAIN, git_commit, pretrain_overrides, pretrained_fe, study_command
 from sing_lit.reporting.report import cell, summarize
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
+from sing_lit.runtime.cli import UserError
 from sing_lit.sing.fusion_stage import BEST, FUSED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,19 +51,8 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-# target overrides that the source pre-training shares (the net must match; where it logs): not data or budget
-PRETRAIN_SHARED = ("backbone", "model.net.backbone", "logger", "callbacks", "seed")
-
-
 def pretrain_command(source: list[str], overrides: list[str], run_dir: Path) -> list[str]:
-    shared = [o for o in overrides if o.lstrip("+~").split("=")[0].startswith(PRETRAIN_SHARED)]
-    return [sys.executable, "-m", "sing_lit.train", "experiment=pretrain_source", *shared, *source,
-            "model.channels_last=true", f"hydra.run.dir={run_dir}"]
-
-
-def pretrained_fe(runs: Path) -> list[str]:
-    """The deep studies' overrides that start F_fe from the source pre-training."""
-    return [f"model.init_from={runs / 'pretrain' / 'trial_0' / 'checkpoints' / 'best.ckpt'}", "model.init_parts=[fe]"]
+    return study_command(PRETRAIN, pretrain_overrides(source, overrides), run_dir)
 
 
 def command(study: str, overrides: list[str], trials: list[int], run_dir: Path, sr: str = "srcnn",
@@ -126,11 +117,12 @@ def main() -> None:
                               "git_commit": git_commit(), "studies": {}}
     deep = list(args.overrides)
     if args.pretrain:
-        source = shlex.split(args.pretrain)
-        if not any(o.startswith("data=") for o in source):
-            sys.exit(f"error: --pretrain needs the source dataset (data=<name> data.root=<folder>), got {args.pretrain!r}")
-        report["pretrain"] = run("pretrain", pretrain_command(source, args.overrides, runs / "pretrain"), runs / "pretrain")
-        deep += pretrained_fe(runs)
+        try:
+            cmd = pretrain_command(shlex.split(args.pretrain), args.overrides, runs / "pretrain")
+        except UserError as err:
+            sys.exit(f"error: {err}")
+        report["pretrain"] = run("pretrain", cmd, runs / "pretrain")
+        deep += pretrained_fe(runs / "pretrain")
     for study in args.studies.split(","):
         is_deep = STUDIES[study][1] == "sing_lit.train"
         cost = run(study, command(study, deep if is_deep else args.overrides, trials, runs / study, args.sr,

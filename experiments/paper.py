@@ -16,7 +16,9 @@ Artefacts and the experiment configs (conf/experiment/) they run:
 Every study runs once into ``--runs/<study>`` (default ``multirun/paper/<dataset>``) and is reused by later
 artefacts and later calls with the same overrides (an interrupted study resumes: ``ckpt_path=last``).
 Overrides after the artefact names go to every study; ``--set STUDY:OVERRIDE`` adds one to one study only
-(e.g. ``--set fig6_alpha:+anchor=1/3`` sweeps alpha for one anchor). Outputs in ``--out`` (default
+(e.g. ``--set fig6_alpha:+anchor=1/3`` sweeps alpha for one anchor). ``--pretrain "data=grid data.root=..."``
+first trains F_fe on that source dataset, re-id only (study ``pretrain_source``, the paper's "DGD pre-trained on
+Market" path), and every deep study starts its F_fe from it (``model.init_from=... model.init_parts=[fe]``). Outputs in ``--out`` (default
 ``experiments/results/<dataset>``): ``<artefact>.md`` and ``.csv`` (mean ± std over trials), ``fig5.png``,
 ``fig6.png``; each states the dataset, the training budget, the git commit and the commands.
 """
@@ -62,7 +64,11 @@ STUDIES = {  # name -> (module, multirun)
     "table2_deep_plain": ("sing_lit.train", True),
     "table2_handcrafted": ("sing_lit.sr_reid", False),
     "fig6_alpha": ("sing_lit.train", True),
+    "pretrain_source": ("sing_lit.train", False),  # with --pretrain: F_fe on a source dataset, re-id only
 }
+PRETRAIN = "pretrain_source"
+# target overrides that the source pre-training shares (the net must match; where it logs): not data or budget
+PRETRAIN_SHARED = ("backbone", "model.net.backbone", "logger", "callbacks", "seed")
 ARTEFACTS = {
     "table1": ["sing"],
     "table2": ["table2_deep_plain", "table2_deep", "sing", "table2_handcrafted"],
@@ -91,6 +97,19 @@ def study_command(study: str, overrides: list[str], run_dir: Path) -> list[str]:
         cmd.append("ckpt_path=last")  # a re-launch reuses finished trials and resumes interrupted ones
     cmd.append(f"hydra.{'sweep' if multirun else 'run'}.dir={run_dir}")
     return cmd
+
+
+def pretrain_overrides(source: list[str], overrides: list[str]) -> list[str]:
+    """The source pre-training's overrides: the target's net and logging, the source's data and budget."""
+    if not any(o.startswith("data=") for o in source):
+        raise UserError(f"--pretrain needs the source dataset (data=<name> data.root=<folder>), got {shlex.join(source)!r}")
+    shared = [o for o in overrides if o.lstrip("+~").split("=")[0].startswith(PRETRAIN_SHARED)]
+    return [*shared, *source, "model.channels_last=true"]
+
+
+def pretrained_fe(pretrain_dir: Path) -> list[str]:
+    """The overrides that start a deep study's F_fe (never its classifier) from the source pre-training."""
+    return [f"model.init_from={pretrain_dir / 'trial_0' / 'checkpoints' / 'best.ckpt'}", "model.init_parts=[fe]"]
 
 
 def run_study(study: str, overrides: list[str], runs: Path) -> Path:
@@ -208,8 +227,8 @@ def git_commit() -> str:
 
 # ---- writing artefacts ------------------------------------------------------------------------
 class Writer:
-    def __init__(self, out: Path, runs: Path, dataset: str):
-        self.out, self.runs, self.dataset = out, runs, dataset
+    def __init__(self, out: Path, runs: Path, dataset: str, pretrained: bool = False):
+        self.out, self.runs, self.dataset, self.pretrained = out, runs, dataset, pretrained
         self.commit = git_commit()
 
     def header(self, title: str, studies: list[str], command: str) -> str:
@@ -221,6 +240,10 @@ class Writer:
             record = json.loads((self.runs / s / "paper_study.json").read_text())
             lines.append(f"- study `{s}` (run at commit `{record.get('git_commit', '?')}`): {desc}; "
                          f"command: `{record['command']}`")
+        if self.pretrained:
+            record = json.loads((self.runs / PRETRAIN / "paper_study.json").read_text())
+            lines.append(f"- F_fe of every deep study starts from study `{PRETRAIN}` (run at commit "
+                         f"`{record.get('git_commit', '?')}`; re-id only, on the source dataset): `{record['command']}`")
         lines.append("- cells: mean ± std over trials (population std), in %; CMC single-shot, "
                      "fused by Eq. (6)-(8) unless the row says otherwise")
         return "\n".join(lines) + "\n"
@@ -389,11 +412,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=None, help="study dir (default multirun/paper/<dataset>)")
     parser.add_argument("--set", action="append", default=[], metavar="STUDY:OVERRIDE",
                         help="an override for one study only, e.g. fig6_alpha:+anchor=1/3")
+    parser.add_argument("--pretrain", default=None, metavar="OVERRIDES",
+                        help="source dataset, e.g. \"data=grid data.root=../shared/data/grid\": F_fe is first trained "
+                             f"there (study {PRETRAIN}, re-id only), and every deep study starts from it")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Hydra overrides (key=value, ~key) may sit anywhere; everything else is ours.
     ours, overrides = [], []
     for i, a in enumerate(argv):
-        takes_value = i > 0 and argv[i - 1] in ("--set", "--out", "--runs")
+        takes_value = i > 0 and argv[i - 1] in ("--set", "--out", "--runs", "--pretrain")
         is_override = ("=" in a or a.startswith("~")) and not a.startswith("-") and not takes_value
         (overrides if is_override else ours).append(a)
     args = parser.parse_args(ours)
@@ -412,9 +438,14 @@ def main(argv: list[str] | None = None) -> None:
         info = preflight(overrides, artefacts)
         runs = (args.runs or REPO / "multirun" / "paper" / info["dataset"]).resolve()
         out = (args.out or REPO / "experiments" / "results" / info["dataset"]).resolve()
+        deep = list(overrides)
+        if args.pretrain is not None:
+            source = pretrain_overrides(shlex.split(args.pretrain), overrides)
+            deep += pretrained_fe(run_study(PRETRAIN, [*source, *per_study.get(PRETRAIN, [])], runs))
         for study in dict.fromkeys(s for a in artefacts for s in ARTEFACTS[a]):
-            run_study(study, [*overrides, *per_study.get(study, [])], runs)
-        w = Writer(out, runs, info["dataset"])
+            trains = STUDIES[study][0] == "sing_lit.train"
+            run_study(study, [*(deep if trains else overrides), *per_study.get(study, [])], runs)
+        w = Writer(out, runs, info["dataset"], pretrained=args.pretrain is not None)
         command = shlex.join(["python", "experiments/paper.py", *argv])
         for a in artefacts:
             WRITERS[a](w, command)

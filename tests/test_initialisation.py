@@ -130,11 +130,12 @@ def test_accuracy_bench_pretrains_on_the_source_with_the_targets_net_and_starts_
     overrides = cmd[cmd.index("sing_lit.train") + 1:]
     assert overrides == ["experiment=pretrain_source", "backbone=mobilenet_v2", "model.net.backbone.pretrained=false",
                          "logger=[csv]", "callbacks.pictures=null", "data=grid", "data.root=/grid",
-                         "trainer.max_epochs=4", "model.channels_last=true", f"hydra.run.dir={tmp_path / 'pre'}"]
+                         "trainer.max_epochs=4", "model.channels_last=true", "ckpt_path=last",
+                         f"hydra.run.dir={tmp_path / 'pre'}"]
     cfg = compose_config([f"paths.cache_dir={tmp_path}", *overrides[:-1]])
     assert cfg.data.name == "grid" and cfg.trainer.max_epochs == 4 and cfg.model.alpha == 0
     assert cfg.model.net.sr_net is None and cfg.model.net.backbone._target_.endswith("MobileNetV2")
     assert list(cfg.trials) == [0]
-    init = bench.pretrained_fe(tmp_path)
+    init = bench.pretrained_fe(tmp_path / "pretrain")
     assert init == [f"model.init_from={tmp_path / 'pretrain' / 'trial_0' / 'checkpoints' / 'best.ckpt'}",
                     "model.init_parts=[fe]"]

@@ -82,6 +82,41 @@ def test_unknown_artefact_and_bad_set(tmp_path, cache_dir):
     assert_one_error_line(run_paper(["table3", *TINY, "--set", "nosuchstudy:x=1"], cache_dir), "--set")
 
 
+def test_pretrain_runs_once_first_and_starts_every_deep_study_from_it(tmp_path, monkeypatch, capsys):
+    """paper.py --pretrain: the source study gets the target's net and logging but the source's data; every
+    training study then loads its F_fe; the hand-crafted study gets neither."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        import paper
+    finally:
+        sys.path.remove(str(REPO / "experiments"))
+    calls = []
+
+    def fake_run_study(study, overrides, runs):
+        calls.append((study, overrides))
+        return runs / study
+
+    monkeypatch.setattr(paper, "run_study", fake_run_study)
+    monkeypatch.setattr(paper, "preflight", lambda overrides, artefacts: {"dataset": "prid2011", "root": "/prid"})
+    monkeypatch.setattr(paper, "WRITERS", {**paper.WRITERS, "table2": lambda w, command: None})
+    target = ["data=prid2011", "data.root=/prid", "backbone=mobilenet_v2", "trainer.max_epochs=2", "logger=[csv]"]
+    paper.main(["table2", *target, "--runs", str(tmp_path), "--out", str(tmp_path / "out"),
+                "--pretrain", "data=grid data.root=/grid", "--set", "sing:model.sr_init_steps=10"])
+    assert calls[0] == ("pretrain_source", ["backbone=mobilenet_v2", "logger=[csv]", "data=grid", "data.root=/grid",
+                                            "model.channels_last=true"])
+    init = [f"model.init_from={tmp_path / 'pretrain_source' / 'trial_0' / 'checkpoints' / 'best.ckpt'}",
+            "model.init_parts=[fe]"]
+    studies = dict(calls[1:])
+    assert set(studies) == {"table2_deep_plain", "table2_deep", "sing", "table2_handcrafted"}
+    assert studies["table2_deep_plain"] == studies["table2_deep"] == [*target, *init]
+    assert studies["sing"] == [*target, *init, "model.sr_init_steps=10"]
+    assert studies["table2_handcrafted"] == target  # sr_reid trains no F_fe
+    with pytest.raises(SystemExit):  # a source without its dataset: one error line (run_guarded)
+        paper.main(["table2", *target, "--runs", str(tmp_path), "--pretrain", "trainer.max_epochs=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--pretrain needs the source dataset" in err[0]
+
+
 @pytest.mark.slow
 def test_table2_and_fig5_from_one_command(tmp_path, cache_dir):
     runs, out = tmp_path / "runs", tmp_path / "out"
