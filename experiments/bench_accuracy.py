@@ -15,12 +15,21 @@ spent, and writes ``accuracy.json`` and ``accuracy.md`` into ``--out`` (default
 dataset, re-id only (``experiment=pretrain_source``, the paper's "DGD pre-trained on Market" path), once; both
 deep studies then start F_fe from it (``model.init_from=... model.init_parts=[fe]``). Its cost is reported on
 its own row, and added to each deep study's in the ``CPU s with pre-training`` column.
+
+SING's per-trial differences to the two others (paired: the same trials, splits and seeds) are reported with
+their mean, std and the number of trials SING is ahead in. ``--combine DIR DIR ...`` pools the reports of
+earlier runs on disjoint trials of one dataset (e.g. trials 0-2, then 3-4) into one, exactly (means and
+population stds from each part's), without training anything:
+
+    python experiments/bench_accuracy.py --combine experiments/results/prid2011 experiments/results/prid2011/trials_3_4 \
+        --out experiments/results/prid2011/trials_0_4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import shlex
 import subprocess
@@ -31,7 +40,7 @@ from typing import Any
 
 # experiments/paper.py: the one commit stamp of committed results, and the one source pre-training
 from paper import PRETRAIN, git_commit, pretrain_overrides, pretrained_fe, study_command
-from sing_lit.reporting.report import cell, summarize
+from sing_lit.reporting.report import cell, pooled, summarize
 from sing_lit.runtime.atomic import write_json_atomic, write_text_atomic
 from sing_lit.runtime.cli import UserError
 from sing_lit.sing.fusion_stage import BEST, FUSED
@@ -95,6 +104,90 @@ def results(study: str, runs: Path) -> dict[str, Any]:
                                                                                     for t in trials]}
 
 
+def paired(report: dict[str, Any]) -> None:
+    """SING's fused rank-1 minus each other model's: of the means, and per trial (paired)."""
+    s = report["studies"]
+    for other in ("bicubic", "lomo_xqda"):
+        if "sing" not in s or other not in s:
+            continue
+        report[f"sing_minus_{other}_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
+                                                    - s[other]["fused"]["rank1"]["mean"], 2)
+        diffs = [a - b for a, b in zip(s["sing"]["per_trial_fused_rank1"], s[other]["per_trial_fused_rank1"],
+                                       strict=True)]
+        mean = sum(diffs) / len(diffs)
+        report[f"sing_minus_{other}_rank1_paired"] = {
+            "per_trial": diffs, "mean": round(mean, 2),
+            "std": round(math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)), 2),
+            "sing_ahead_in": sum(d > 0 for d in diffs), "level_in": sum(d == 0 for d in diffs), "trials": len(diffs)}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s, pre = report["studies"], report.get("pretrain")
+    rows = ["| model | fused r=1 | fused mAP | best single anchor r=1 | CPU s | wall s |"
+            + (" CPU s with pre-training |" if pre else ""), "|---|---|---|---|---|---|" + ("---|" if pre else "")]
+    for v in s.values():
+        rows.append(f"| {v['label']} | {cell(v['fused']['rank1'])} | {cell(v['fused']['mAP'])} | "
+                    f"{cell(v['best_single_anchor']['rank1'])} | {v['cpu_s']:.0f} | {v['wall_s']:.0f} |"
+                    + (f" {v.get('cpu_s_with_pretrain', v['cpu_s']):.0f} |" if pre else ""))
+    if pre:
+        rows.append(f"| F_fe pre-training on the source ({'once per part' if 'parts' in report else 'once'}, "
+                    f"shared by both deep models) | - | - | - | {pre['cpu_s']:.0f} | {pre['wall_s']:.0f} | - |")
+    diffs = []
+    for other in ("bicubic", "lomo_xqda"):
+        d = report.get(f"sing_minus_{other}_rank1_paired")
+        if d:
+            diffs.append(f"- fused rank-1, SING minus \"{s[other]['label']}\", per trial: "
+                         f"{' / '.join(f'{x:+.1f}' for x in d['per_trial'])} (mean {d['mean']:+.2f} ± {d['std']:.2f}; "
+                         f"SING ahead in {d['sing_ahead_in']} of {d['trials']}, level in {d['level_in']})")
+    if "parts" in report:
+        head = [f"- trials {report['trials']}, pooled from {len(report['parts'])} runs (mean ± population std over "
+                "all their trials, in %; CPU and wall s summed over the runs):"]
+        for part in report["parts"]:
+            head.append(f"  - `{part['path']}`: git commit `{part['git_commit']}`, trials {part['trials']}")
+        commands = [f"- {k} ({i + 1}): `{c}`" for k, v in ([("pretrain", pre)] if pre else []) + list(s.items())
+                    for i, c in enumerate(v["commands"])]
+    else:
+        head = [f"- git commit: `{report['git_commit']}`; trials {report['trials']}; mean ± std over trials, in %"]
+        commands = [*([f"- pretrain: `{pre['command']}`"] if pre else []), *[f"- {k}: `{v['command']}`" for k, v in s.items()]]
+    return "\n".join([f"# Accuracy benchmark: {report['dataset']}", "", *head, *commands, "", *rows, "", *diffs, ""])
+
+
+def combine(dirs: list[Path], repo: Path = REPO) -> dict[str, Any]:
+    """One report from the ``accuracy.json`` of runs on disjoint trials of one dataset."""
+    parts = []
+    for d in dirs:
+        path = d / "accuracy.json"
+        if not path.is_file():
+            raise UserError(f"--combine: {path} does not exist (expected a folder written by bench_accuracy.py)")
+        parts.append(json.loads(path.read_text()))
+    names = [str(d.resolve().relative_to(repo)) if d.resolve().is_relative_to(repo) else str(d) for d in dirs]
+    if len({p["dataset"] for p in parts}) != 1:
+        raise UserError(f"--combine: the runs are of different datasets {[p['dataset'] for p in parts]}")
+    trials = [t for p in parts for t in p["trials"]]
+    if len(set(trials)) != len(trials):
+        raise UserError(f"--combine: the runs share trials ({[p['trials'] for p in parts]}); pool disjoint ones only")
+    studies = [list(p["studies"]) for p in parts]
+    if any(s != studies[0] for s in studies) or any(("pretrain" in p) != ("pretrain" in parts[0]) for p in parts):
+        raise UserError(f"--combine: the runs hold different studies {studies}; pool runs of the same models")
+    report: dict[str, Any] = {"bench": "accuracy", "dataset": parts[0]["dataset"], "trials": trials,
+                              "parts": [{"path": n, "git_commit": p["git_commit"], "trials": p["trials"]}
+                                        for n, p in zip(names, parts)], "studies": {}}
+    cost = ("cpu_s", "wall_s", "cpu_s_with_pretrain")
+    if "pretrain" in parts[0]:
+        report["pretrain"] = {"commands": [p["pretrain"]["command"] for p in parts],
+                              **{k: round(sum(p["pretrain"][k] for p in parts), 1) for k in cost[:2]}}
+    for study in studies[0]:
+        each = [p["studies"][study] for p in parts]
+        report["studies"][study] = {
+            "label": each[0]["label"], "commands": [e["command"] for e in each],
+            **{k: round(sum(e[k] for e in each), 1) for k in cost if k in each[0]},
+            "fused": {m: pooled([e["fused"][m] for e in each]) for m in METRICS},
+            "best_single_anchor": {m: pooled([e["best_single_anchor"][m] for e in each]) for m in METRICS},
+            "per_trial_fused_rank1": [r for e in each for r in e["per_trial_fused_rank1"]]}
+    paired(report)
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every study (data=... data.root=...)")
@@ -108,7 +201,20 @@ def main() -> None:
     ap.add_argument("--pretrain", default=None, metavar="OVERRIDES",
                     help="source dataset overrides, e.g. \"data=grid data.root=../shared/data/grid\" (its budget: 8 epochs): "
                          "F_fe is first trained there (re-id only), and both deep studies start from it")
+    ap.add_argument("--combine", nargs="+", type=Path, default=None, metavar="DIR",
+                    help="pool earlier reports (DIR/accuracy.json) on disjoint trials of one dataset into --out; trains nothing")
     args = ap.parse_args()
+    if args.combine:
+        if args.out is None:
+            sys.exit("error: --combine needs --out <folder> for the pooled accuracy.{json,md}")
+        try:
+            report = combine(args.combine)
+        except UserError as err:
+            sys.exit(f"error: {err}")
+        write_json_atomic(args.out / "accuracy.json", report)
+        write_text_atomic(args.out / "accuracy.md", markdown(report))
+        print(json.dumps(report, indent=1))
+        return
     dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "synthetic")
     runs = args.runs or REPO / "multirun" / "accuracy" / dataset
     out = args.out or REPO / "experiments" / "results" / dataset
@@ -130,27 +236,8 @@ def main() -> None:
         report["studies"][study] = {"label": STUDIES[study][0], **cost, **results(study, runs)}
         if args.pretrain and is_deep:
             report["studies"][study]["cpu_s_with_pretrain"] = round(cost["cpu_s"] + report["pretrain"]["cpu_s"], 1)
-    s = report["studies"]
-    if "sing" in s and "bicubic" in s:
-        report["sing_minus_bicubic_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
-                                                   - s["bicubic"]["fused"]["rank1"]["mean"], 2)
-    if "sing" in s and "lomo_xqda" in s:
-        report["sing_minus_lomo_xqda_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
-                                                     - s["lomo_xqda"]["fused"]["rank1"]["mean"], 2)
-    pre = report.get("pretrain")
-    rows = ["| model | fused r=1 | fused mAP | best single anchor r=1 | CPU s | wall s |"
-            + (" CPU s with pre-training |" if pre else ""), "|---|---|---|---|---|---|" + ("---|" if pre else "")]
-    for v in s.values():
-        rows.append(f"| {v['label']} | {cell(v['fused']['rank1'])} | {cell(v['fused']['mAP'])} | "
-                    f"{cell(v['best_single_anchor']['rank1'])} | {v['cpu_s']:.0f} | {v['wall_s']:.0f} |"
-                    + (f" {v.get('cpu_s_with_pretrain', v['cpu_s']):.0f} |" if pre else ""))
-    if pre:
-        rows.append(f"| F_fe pre-training on the source (once, shared by both deep models) | - | - | - | "
-                    f"{pre['cpu_s']:.0f} | {pre['wall_s']:.0f} | - |")
-    md = "\n".join([f"# Accuracy benchmark: {dataset}", "",
-                    f"- git commit: `{report['git_commit']}`; trials {trials}; mean ± std over trials, in %",
-                    *([f"- pretrain: `{pre['command']}`"] if pre else []),
-                    *[f"- {k}: `{v['command']}`" for k, v in s.items()], "", *rows, ""])
+    paired(report)
+    md = markdown(report)
     write_json_atomic(out / "accuracy.json", report)
     write_text_atomic(out / "accuracy.md", md)
     print(json.dumps(report, indent=1))

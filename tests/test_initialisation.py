@@ -104,38 +104,3 @@ def test_source_pretraining_on_grid_initialises_prid_anchors(run_cli, tmp_path, 
     fe = [k for k in mine if k.startswith("reid_net.") and not k.startswith("reid_net.classifier.")]
     assert fe and all(torch.equal(mine[k], theirs[k]) for k in fe)
     assert mine["reid_net.classifier.weight"].shape[0] == 50 != theirs["reid_net.classifier.weight"].shape[0]
-
-
-def test_accuracy_bench_pretrains_on_the_source_with_the_targets_net_and_starts_both_deep_models_from_it(tmp_path):
-    """experiments/bench_accuracy.py --pretrain: the source run keeps the target's backbone and logging, none of
-    its data or budget, and composes to a re-id-only run; the deep studies then load its F_fe."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    from tests.conftest import compose_config
-
-    REPO = Path(__file__).resolve().parents[1]
-
-    sys.path.insert(0, str(REPO / "experiments"))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "experiments" / "bench_accuracy.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-    finally:
-        sys.path.remove(str(REPO / "experiments"))
-    target = ["data=prid2011", "data.root=/prid", "backbone=mobilenet_v2", "model.net.backbone.pretrained=false",
-              "trainer.max_epochs=2", "logger=[csv]", "callbacks.pictures=null"]
-    cmd = bench.pretrain_command(["data=grid", "data.root=/grid", "trainer.max_epochs=4"], target, tmp_path / "pre")
-    overrides = cmd[cmd.index("sing_lit.train") + 1:]
-    assert overrides == ["experiment=pretrain_source", "backbone=mobilenet_v2", "model.net.backbone.pretrained=false",
-                         "logger=[csv]", "callbacks.pictures=null", "data=grid", "data.root=/grid",
-                         "trainer.max_epochs=4", "model.channels_last=true", "ckpt_path=last",
-                         f"hydra.run.dir={tmp_path / 'pre'}"]
-    cfg = compose_config([f"paths.cache_dir={tmp_path}", *overrides[:-1]])
-    assert cfg.data.name == "grid" and cfg.trainer.max_epochs == 4 and cfg.model.alpha == 0
-    assert cfg.model.net.sr_net is None and cfg.model.net.backbone._target_.endswith("MobileNetV2")
-    assert list(cfg.trials) == [0]
-    init = bench.pretrained_fe(tmp_path / "pretrain")
-    assert init == [f"model.init_from={tmp_path / 'pretrain' / 'trial_0' / 'checkpoints' / 'best.ckpt'}",
-                    "model.init_parts=[fe]"]

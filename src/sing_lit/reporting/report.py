@@ -25,6 +25,20 @@ def summarize(per_trial: Sequence[Mapping[str, float]], metrics: Iterable[str]) 
     return out
 
 
+def pooled(parts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """``{"mean", "std", "n"}`` over the union of disjoint sets of trials, from each set's :func:`summarize` entry.
+
+    Exact: the population variance of the union is the mean of (std² + mean²) weighted by n, less the
+    squared mean of the union.
+    """
+    n = sum(int(p["n"]) for p in parts)
+    if n == 0:
+        raise ValueError("pooled() needs at least one trial")
+    mean = sum(p["n"] * p["mean"] for p in parts) / n
+    var = sum(p["n"] * (p["std"] ** 2 + p["mean"] ** 2) for p in parts) / n - mean ** 2
+    return {"mean": mean, "std": math.sqrt(max(var, 0.0)), "n": n}
+
+
 def cell(stat: Mapping[str, float] | None) -> str:
     """``mean ± std`` (one decimal); the mean alone for one trial; ``-`` when missing."""
     if not stat:
