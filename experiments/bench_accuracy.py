@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import shlex
 import subprocess
@@ -114,10 +113,9 @@ def paired(report: dict[str, Any]) -> None:
                                                     - s[other]["fused"]["rank1"]["mean"], 2)
         diffs = [a - b for a, b in zip(s["sing"]["per_trial_fused_rank1"], s[other]["per_trial_fused_rank1"],
                                        strict=True)]
-        mean = sum(diffs) / len(diffs)
+        stat = summarize([{"d": d} for d in diffs], ["d"])["d"]
         report[f"sing_minus_{other}_rank1_paired"] = {
-            "per_trial": diffs, "mean": round(mean, 2),
-            "std": round(math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)), 2),
+            "per_trial": diffs, "mean": round(stat["mean"], 2), "std": round(stat["std"], 2),
             "sing_ahead_in": sum(d > 0 for d in diffs), "level_in": sum(d == 0 for d in diffs), "trials": len(diffs)}
 
 
