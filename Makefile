@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest-xdist workers of `make test` (2: the suite's machines have 2 cores; each worker holds ~1.5 GB)
+TEST_WORKERS ?= 2
 
 .PHONY: help install run test test-fast wheel-check lowest lint bench clean
 
@@ -23,10 +25,10 @@ run: $(STAMP) ## Main job: three anchors + fusion on the built-in benchmark
 	$(PY) -m sing_lit.train -m +anchor=1/2,1/3,1/4
 
 test: $(STAMP) ## Run the whole test suite (slow tests included)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP) ## Tests without the `slow` marker
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 wheel-check: $(STAMP) ## Build the wheel, install it into a clean venv outside the repo, train + fuse from elsewhere
 	.ci/wheel_check $(PY)

@@ -144,6 +144,36 @@ def test_synthetic_stream_shares_one_sr_pass():
     assert net.sr_net.seen == [5]
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.25])
+def test_h2l_reid_weight_scales_the_synthetic_cross_entropy(weight):
+    """Eq. (3) with the x^{h2l} term weighted; at 0 x^{h2l} reaches L_sr but never F_fe."""
+    net, batch = tiny_net(), tiny_batch(3, 2)
+    net.eval()
+    ref = reference(net, batch, "eval")
+    seen = []
+    net.reid_net.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    with torch.no_grad():
+        out = sing_losses(net, batch, alpha=2.0, synthetic_stream=True, h2l_reid_weight=weight)
+    reid = ref["loss_reid_hr"] + ref["loss_reid_lr"] + weight * ref["loss_reid_h2l"]
+    assert out["loss_reid"].item() == pytest.approx(reid.item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((reid + 2.0 * ref["loss_sr"]).item(), rel=1e-5)
+    assert out["loss_sr"].item() == pytest.approx(ref["loss_sr"].item(), rel=1e-5)
+    assert ("loss_reid_h2l" in out) is (weight > 0)
+    assert seen == [2 + 3 + (2 if weight > 0 else 0)]  # x^h, F_sr(x^l) and, unless 0, F_sr(x^{h2l})
+
+
+def test_h2l_reid_weight_zero_leaves_the_triplet_to_genuine_lr():
+    """With weight 0 the triplet's LR side holds the genuine LR images only: equal to a batch without x^{h2l}
+    in the triplet, i.e. the ablation's triplet term."""
+    net, batch = tiny_net(), tiny_batch(3, 2)
+    net.eval()
+    kw = dict(alpha=0.0, triplet_weight=1.0, triplet_mode="all")
+    with torch.no_grad():
+        zero = sing_losses(net, batch, synthetic_stream=True, h2l_reid_weight=0.0, **kw)
+        ablation = sing_losses(net, batch, synthetic_stream=False, **kw)
+    assert zero["loss_triplet"].item() == pytest.approx(ablation["loss_triplet"].item(), rel=1e-6)
+
+
 @pytest.mark.parametrize("synthetic_stream", [True, False])
 def test_datamodule_streams_follow_the_switch(tiny_cfg, synthetic_stream):
     import hydra
@@ -366,7 +396,8 @@ def test_configure_optimizers_with_scheduler_and_without_sr():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"alpha": -1.0}, "model.alpha"), ({"lr_reid": 0.0}, "lr_reid"),
-                                               ({"lr_sr": -1.0}, "lr_sr")])
+                                               ({"lr_sr": -1.0}, "lr_sr"),
+                                               ({"h2l_reid_weight": -0.5}, "model.h2l_reid_weight")])
 def test_module_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SINGModule(net=lambda num_classes: tiny_net(), num_classes=NUM_CLASSES, optimizer=torch.optim.Adam, **kwargs)

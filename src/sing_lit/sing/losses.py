@@ -28,13 +28,18 @@ def sr_loss(sr: torch.Tensor, hr: torch.Tensor, reduction: str = "mean") -> torc
 
 def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synthetic_stream: bool,
                 label_smoothing: float = 0.0, triplet_weight: float = 0.0, triplet_margin: float = 0.3,
-                triplet_mode: str = "cross", sr_loss_reduction: str = "mean") -> dict[str, torch.Tensor]:
+                triplet_mode: str = "cross", sr_loss_reduction: str = "mean",
+                h2l_reid_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The SING loss terms for one batch of float images in [0, 1].
 
     L = L_reid + alpha * L_sr (Eq. 5), where L_reid (Eq. 3) sums the batch-mean cross-entropy
     of the HR, synthetic-LR and LR streams and L_sr (Eq. 2) compares F_sr(x^{h2l}) with x^h
     (see :func:`sr_loss` for its two reductions). Without the synthetic stream (Table 3
     ablation) both the x^{h2l} cross-entropy and L_sr are gone.
+
+    ``h2l_reid_weight`` (not in the paper, which uses 1) scales the x^{h2l} cross-entropy in Eq. (3).
+    At 0 the synthetic-LR images train F_sr through L_sr only: they skip F_fe, so they are in
+    neither the cross-entropy nor the triplet loss (``loss_reid_h2l`` is not computed).
 
     The re-id recipe (not in the paper) adds label smoothing to every cross-entropy and, with
     ``triplet_weight > 0``, ``triplet_weight`` times a batch-hard triplet loss on the
@@ -46,10 +51,13 @@ def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synt
         raise ConfigError(f"model.triplet.mode must be one of {list(MODES)}, got {triplet_mode!r}")
     x_l, x_h = batch["lr"], batch["hr"]
     n_l, n_h = len(x_l), len(x_h)
+    if h2l_reid_weight < 0:
+        raise ConfigError(f"model.h2l_reid_weight must be >= 0, got {h2l_reid_weight}")
+    h2l_reid = synthetic_stream and h2l_reid_weight > 0
     if synthetic_stream:
         sr_out = net.super_resolve(torch.cat([x_l, batch["h2l"]]))
         sr_l, sr_h2l = sr_out[:n_l], sr_out[n_l:]
-        f_t, logits = net.reid_net(torch.cat([x_h, sr_l, sr_h2l]))
+        f_t, logits = net.reid_net(torch.cat([x_h, sr_l, sr_h2l] if h2l_reid else [x_h, sr_l]))
     else:
         sr_l = net.super_resolve(x_l)
         f_t, logits = net.reid_net(torch.cat([x_h, sr_l]))
@@ -62,12 +70,12 @@ def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synt
         "loss_reid_lr": ce(logits[n_h:n_h + n_l], batch["lr_label"]),
     }
     loss_reid = out["loss_reid_hr"] + out["loss_reid_lr"]
-    if synthetic_stream:
+    if h2l_reid:
         out["loss_reid_h2l"] = ce(logits[n_h + n_l:], batch["hr_label"])
-        loss_reid = loss_reid + out["loss_reid_h2l"]
+        loss_reid = loss_reid + h2l_reid_weight * out["loss_reid_h2l"]
     total = loss_reid
     if triplet_weight > 0 and triplet_mode != "none":
-        lr_labels = torch.cat([batch["lr_label"], batch["hr_label"]]) if synthetic_stream else batch["lr_label"]
+        lr_labels = torch.cat([batch["lr_label"], batch["hr_label"]]) if h2l_reid else batch["lr_label"]
         out["loss_triplet"] = triplet_loss(f_t[:n_h], batch["hr_label"], f_t[n_h:], lr_labels,
                                            margin=triplet_margin, mode=triplet_mode)
         total = total + triplet_weight * out["loss_triplet"]

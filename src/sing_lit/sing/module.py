@@ -33,6 +33,8 @@ class SINGModule(L.LightningModule):
         alpha: weight of L_sr in Eq. (5); the paper uses 1.
         lr_sr, lr_reid: learning rates of the SR and re-id sub-networks.
         synthetic_stream: False removes x^{h2l} and L_sr (Table 3 ablation).
+        h2l_reid_weight: weight of the x^{h2l} cross-entropy in Eq. (3) (the paper: 1); 0 keeps x^{h2l}
+            for L_sr only (see :func:`sing_lit.sing.losses.sing_losses`).
         optimizer: ``_partial_`` optimizer taking param groups.
         scheduler: optional ``_partial_`` LR scheduler stepped per epoch.
         scale_lr: multiply the learning rates by the number of DDP processes (see :meth:`lr_scale`).
@@ -81,6 +83,7 @@ class SINGModule(L.LightningModule):
         init_from: str | None = None,
         init_parts: tuple[str, ...] | list[str] = ("fe", "sr"),
         channels_last: bool = False,
+        h2l_reid_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if sr_training not in ("joint", "separate"):
@@ -99,6 +102,9 @@ class SINGModule(L.LightningModule):
             raise ConfigError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if sr_init_steps < 0:
             raise ConfigError(f"model.sr_init_steps must be >= 0, got {sr_init_steps}")
+        if h2l_reid_weight < 0:
+            raise ConfigError(f"model.h2l_reid_weight must be >= 0 (weight of the synthetic-LR cross-entropy), "
+                              f"got {h2l_reid_weight}")
         # init_parts (a ListConfig from Hydra) is used here only; checkpoints must load with weights_only=True
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "init_parts"])
         self.net = net(num_classes=num_classes)
@@ -198,7 +204,8 @@ class SINGModule(L.LightningModule):
         losses = sing_losses(self.net, batch, self.alpha, self.synthetic_stream,
                              label_smoothing=h.get("label_smoothing", 0.0), triplet_weight=h.get("triplet_weight", 0.0),
                              triplet_margin=h.get("triplet_margin", 0.3), triplet_mode=h.get("triplet_mode", "cross"),
-                             sr_loss_reduction=h.get("sr_loss_reduction", "mean"))
+                             sr_loss_reduction=h.get("sr_loss_reduction", "mean"),
+                             h2l_reid_weight=h.get("h2l_reid_weight", 1.0))
         check_finite(losses, self.global_step, self.current_epoch, batch_idx)
         # sync_dist: under DDP the logged losses are the mean over ranks (a no-op on one process)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True,
