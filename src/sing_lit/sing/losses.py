@@ -51,8 +51,6 @@ def sing_losses(net: SINGNet, batch: dict[str, torch.Tensor], alpha: float, synt
         raise ConfigError(f"model.triplet.mode must be one of {list(MODES)}, got {triplet_mode!r}")
     x_l, x_h = batch["lr"], batch["hr"]
     n_l, n_h = len(x_l), len(x_h)
-    if h2l_reid_weight < 0:
-        raise ConfigError(f"model.h2l_reid_weight must be >= 0, got {h2l_reid_weight}")
     h2l_reid = synthetic_stream and h2l_reid_weight > 0
     if synthetic_stream:
         sr_out = net.super_resolve(torch.cat([x_l, batch["h2l"]]))
