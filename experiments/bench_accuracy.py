@@ -3,8 +3,9 @@
     python experiments/bench_accuracy.py data=prid2011 data.root=../shared/data/prid_2011 [--trials 0,1,2]
     python experiments/bench_accuracy.py data=grid data.root=../shared/data/grid --out experiments/results/grid
 
-For one dataset it runs three anchors (1/2, 1/3, 1/4) plus the fusion stage for two deep models, SING
-(the default F_sr, jointly trained) and the same recipe with ``sr=none`` (bicubic only), and
+For one dataset it runs three anchors (1/2, 1/3, 1/4) plus the fusion stage for three deep models, SING
+(the default F_sr, jointly trained), the same recipe with ``sr=none`` (bicubic only), the plain re-id net
+of Table 2's deep rows on bicubic inputs (``plain``: HR and LR streams only, no synthetic-LR stream), and
 ``python -m sing_lit.sr_reid`` with bicubic + LOMO + XQDA, fused the same way. Every study runs with the
 defaults of ``conf/`` plus the overrides given here, on the trials asked for. It reports, per model, fused
 rank-1 / mAP (mean ± std over trials), the best single anchor, the CPU seconds and wall-clock seconds
@@ -12,8 +13,8 @@ spent, and writes ``accuracy.json`` and ``accuracy.md`` into ``--out`` (default
 ``experiments/results/<dataset>``). A study that finished earlier in ``--runs`` with the same command is reused.
 
 ``--pretrain "data=grid data.root=../shared/data/grid"`` first trains F_fe on a source
-dataset, re-id only (``experiment=pretrain_source``, the paper's "DGD pre-trained on Market" path), once; both
-deep studies then start F_fe from it (``model.init_from=... model.init_parts=[fe]``). Its cost is reported on
+dataset, re-id only (``experiment=pretrain_source``, the paper's "DGD pre-trained on Market" path), once; every
+deep study then starts F_fe from it (``model.init_from=... model.init_parts=[fe]``). Its cost is reported on
 its own row, and added to each deep study's in the ``CPU s with pre-training`` column.
 
 SING's per-trial differences to the two others (paired: the same trials, splits and seeds) are reported with
@@ -49,9 +50,14 @@ ANCHORS = "1/2,1/3,1/4"
 STUDIES = {  # name -> (label, module, extra overrides)
     "sing": ("SING fused", "sing_lit.train", []),  # plus sr=<--sr>
     "bicubic": ("same recipe, sr=none, fused", "sing_lit.train", ["sr=none"]),
+    # Table 2's deep "bicubic, then re-id" row (experiment=table2_deep_plain, sr=none): HR and LR streams only,
+    # no synthetic-LR cross-entropy, no L_sr; the x^h2l images are built as there, and no loss reads them
+    "plain": ("plain re-id net (HR + LR streams), sr=none, fused", "sing_lit.train",
+              ["sr=none", "model.alpha=0.0", "model.synthetic_stream=false", "data.synthetic_stream=true"]),
     "lomo_xqda": ("LOMO+XQDA fused", "sing_lit.sr_reid", ["sr_methods=[bicubic]", "reid_methods=[xqda]"]),
 }
 METRICS = ("rank1", "mAP")
+OTHERS = ("bicubic", "plain", "lomo_xqda")  # SING's paired differences are reported against each
 
 
 def children_cpu_s() -> float:
@@ -106,7 +112,7 @@ def results(study: str, runs: Path) -> dict[str, Any]:
 def paired(report: dict[str, Any]) -> None:
     """SING's fused rank-1 minus each other model's: of the means, and per trial (paired)."""
     s = report["studies"]
-    for other in ("bicubic", "lomo_xqda"):
+    for other in OTHERS:
         if "sing" not in s or other not in s:
             continue
         report[f"sing_minus_{other}_rank1"] = round(s["sing"]["fused"]["rank1"]["mean"]
@@ -129,9 +135,9 @@ def markdown(report: dict[str, Any]) -> str:
                     + (f" {v.get('cpu_s_with_pretrain', v['cpu_s']):.0f} |" if pre else ""))
     if pre:
         rows.append(f"| F_fe pre-training on the source ({'once per part' if 'parts' in report else 'once'}, "
-                    f"shared by both deep models) | - | - | - | {pre['cpu_s']:.0f} | {pre['wall_s']:.0f} | - |")
+                    f"shared by the deep models) | - | - | - | {pre['cpu_s']:.0f} | {pre['wall_s']:.0f} | - |")
     diffs = []
-    for other in ("bicubic", "lomo_xqda"):
+    for other in OTHERS:
         d = report.get(f"sing_minus_{other}_rank1_paired")
         if d:
             diffs.append(f"- fused rank-1, SING minus \"{s[other]['label']}\", per trial: "
@@ -198,7 +204,7 @@ def main() -> None:
                     help="SING only: F_sr first trained alone by MSE for this many steps (model.sr_init_steps)")
     ap.add_argument("--pretrain", default=None, metavar="OVERRIDES",
                     help="source dataset overrides, e.g. \"data=grid data.root=../shared/data/grid\" (its budget: 8 epochs): "
-                         "F_fe is first trained there (re-id only), and both deep studies start from it")
+                         "F_fe is first trained there (re-id only), and every deep study starts from it")
     ap.add_argument("--combine", nargs="+", type=Path, default=None, metavar="DIR",
                     help="pool earlier reports (DIR/accuracy.json) on disjoint trials of one dataset into --out; trains nothing")
     args = ap.parse_args()

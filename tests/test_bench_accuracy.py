@@ -68,8 +68,10 @@ def test_pooled_equals_the_statistics_of_the_union():
 def fake_report(trials, values, path: Path, pretrain=True):
     """accuracy.json as bench_accuracy writes it, from per-trial (rank1, mAP, best-anchor rank1) per study."""
     studies = {}
-    for study, label in (("sing", "SING fused"), ("bicubic", "same recipe, sr=none, fused"),
-                         ("lomo_xqda", "LOMO+XQDA fused")):
+    labels = {"sing": "SING fused", "bicubic": "same recipe, sr=none, fused",
+              "plain": "plain re-id net (HR + LR streams), sr=none, fused", "lomo_xqda": "LOMO+XQDA fused"}
+    for study in values:
+        label = labels[study]
         r1, m, best = zip(*values[study])
         studies[study] = {"label": label, "command": f"python {study} trials={trials}", "git_commit": "abc",
                           "cpu_s": 100.0 * len(trials), "wall_s": 50.0 * len(trials),
@@ -123,3 +125,30 @@ def test_combine_refuses_what_cannot_be_pooled(tmp_path):
         bench.combine([a, c])
     with pytest.raises(UserError, match="does not exist"):
         bench.combine([a, tmp_path / "nowhere"])
+
+
+def test_plain_study_is_table2s_bicubic_row_and_singles_paired_differences_include_it(tmp_path):
+    """The bench's ``plain`` study composes to the same training config as Table 2's deep "Bicubic" job
+    (experiment=table2_deep_plain with its sweep's sr=none), and SING is paired against it."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    bench = load_bench()
+    target = ["data=prid2011", "data.root=/prid", f"paths.cache_dir={tmp_path}"]
+    cmd = bench.command("plain", target, [0, 1], tmp_path / "plain")
+    overrides = cmd[cmd.index("-m", cmd.index("sing_lit.train")) + 1:]
+    assert overrides[0] == "+anchor=1/2,1/3,1/4" and overrides[-2:] == ["ckpt_path=last",
+                                                                        f"hydra.sweep.dir={tmp_path / 'plain'}"]
+    ours = compose_config(["+anchor=1/3", *overrides[1:-2]])
+    table2 = compose_config(["experiment=table2_deep_plain", "+anchor=1/3", "sr=none", *target, "trials=[0,1]"])
+    a, b = (OmegaConf.to_container(c, resolve=False) for c in (ours, table2))
+    a.pop("task_name"), b.pop("task_name")
+    assert a == b
+    assert ours.model.alpha == 0 and ours.model.synthetic_stream is False and ours.model.net.sr_net is None
+
+    rows = {"sing": [(40, 58, 38), (50, 60, 44)], "bicubic": [(39, 54, 30), (44, 55, 41)],
+            "plain": [(39, 55, 33), (43, 56, 40)], "lomo_xqda": [(43, 55, 43), (43, 56, 44)]}
+    report = bench.combine([fake_report([0, 1], rows, tmp_path / "a")])
+    assert report["sing_minus_plain_rank1_paired"]["per_trial"] == [1, 7]
+    assert 'SING minus "plain' in bench.markdown(report)
