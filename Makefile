@@ -25,10 +25,10 @@ run: $(STAMP) ## Main job: three anchors + fusion on the built-in benchmark
 	$(PY) -m sing_lit.train -m +anchor=1/2,1/3,1/4
 
 test: $(STAMP) ## Run the whole test suite (slow tests included)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP) ## Tests without the `slow` marker
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 wheel-check: $(STAMP) ## Build the wheel, install it into a clean venv outside the repo, train + fuse from elsewhere
 	.ci/wheel_check $(PY)

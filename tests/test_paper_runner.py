@@ -121,7 +121,9 @@ def test_pretrain_runs_once_first_and_starts_every_deep_study_from_it(tmp_path, 
 def test_table2_and_fig5_from_one_command(tmp_path, cache_dir):
     runs, out = tmp_path / "runs", tmp_path / "out"
     args = ["table2", "fig5", *TINY, "--runs", str(runs), "--out", str(out),
-            "--set", "table2_handcrafted:srcnn.steps=2", "--set", "table2_handcrafted:input_size=[48,48]"]
+            "--set", "table2_handcrafted:srcnn.steps=2", "--set", "table2_handcrafted:input_size=[48,48]",
+            # the paper's rows at one anchor (3 jobs, not 9): their unfused rows; the labelled variant stays fused
+            "--set", "table2_deep_plain:+anchor=1/3"]
     proc = run_paper(args, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((out / "table2.csv").open()))
@@ -137,6 +139,14 @@ def test_table2_and_fig5_from_one_command(tmp_path, cache_dir):
     # Each row is the fused result its own stage wrote.
     hand = json.loads((runs / "table2_handcrafted" / "metrics.json").read_text())["table"]
     assert float(rows[0]["rank1_mean"]) == pytest.approx(hand["Bilinear + XQDA"]["rank1"]["mean"], abs=1e-3)
+    assert not list((runs / "table2_deep_plain").glob("fuse*"))  # one anchor: each row is that job's test result
+    from sing_lit.runtime.anchors import sweep_jobs
+
+    plain = {next(o.split("=")[1] for o in job["overrides"] if o.startswith("sr=")): job["dir"]
+             for job in sweep_jobs(runs / "table2_deep_plain")}
+    assert sorted(plain) == ["bilinear", "none", "srcnn_separate"]
+    bicubic = json.loads((plain["none"] / "metrics.json").read_text())["test"]["rank1"]["mean"]
+    assert float(rows[7]["rank1_mean"]) == pytest.approx(bicubic, abs=1e-3)
     fused = sorted((runs / "table2_deep").glob("fuse*"))
     srcnn_dir = next(d for d in fused
                      if "sr=srcnn_separate" in json.loads((d / "run_info.json").read_text())["group_overrides"])
