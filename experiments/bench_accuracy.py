@@ -17,7 +17,7 @@ dataset, re-id only (``experiment=pretrain_source``, the paper's "DGD pre-traine
 deep study then starts F_fe from it (``model.init_from=... model.init_parts=[fe]``). Its cost is reported on
 its own row, and added to each deep study's in the ``CPU s with pre-training`` column.
 
-SING's per-trial differences to the two others (paired: the same trials, splits and seeds) are reported with
+SING's per-trial differences to each other model (paired: the same trials, splits and seeds) are reported with
 their mean, std and the number of trials SING is ahead in. ``--combine DIR DIR ...`` pools the reports of
 earlier runs on disjoint trials of one dataset (e.g. trials 0-2, then 3-4) into one, exactly (means and
 population stds from each part's), without training anything:
