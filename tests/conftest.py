@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from cli_checks import run_in_process  # noqa: E402
+from python_runs import run_python  # noqa: E402
 from sing_lit.runtime.cli import CONFIG_DIR  # noqa: E402  # also registers the ${pkg_dir:} resolver
 
 if "OMP_NUM_THREADS" in os.environ:
@@ -70,14 +70,14 @@ def tiny_cfg(compose_cfg) -> Callable[..., DictConfig]:
 
 @pytest.fixture(scope="session")
 def run_cli(cache_dir: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """``run_cli(args, cwd, module="sing_lit.train")``: run an entry point in a fresh interpreter."""
+    """``run_cli(args, cwd, module="sing_lit.train")``: run an entry point in its own process
+    (:func:`python_runs.run_python`)."""
 
     def _run(args: Sequence[str], cwd: Path, module: str = "sing_lit.train",
-             timeout: float = 300) -> subprocess.CompletedProcess:
+             timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_MODE")}
         env.update(SING_LIT_CACHE=str(cache_dir), WANDB_MODE="offline", PYTHONUNBUFFERED="1")
-        return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        return run_python(["-m", module, *args], cwd, env, timeout, fresh)
 
     return _run
 

@@ -35,7 +35,7 @@ def stat(values):  # an independent summary: the standard library's mean and pop
 def test_accuracy_bench_pretrains_on_the_source_with_the_targets_net_and_starts_both_deep_models_from_it(tmp_path):
     """experiments/bench_accuracy.py --pretrain: the source run keeps the target's backbone and logging, none of
     its data or budget, and composes to a re-id-only run; the deep studies then load its F_fe."""
-    from tests.conftest import compose_config
+    from conftest import compose_config
 
     bench = load_bench()
     target = ["data=prid2011", "data.root=/prid", "backbone=mobilenet_v2", "model.net.backbone.pretrained=false",
@@ -132,7 +132,7 @@ def test_plain_study_is_table2s_bicubic_row_and_singles_paired_differences_inclu
     (experiment=table2_deep_plain with its sweep's sr=none), and SING is paired against it."""
     from omegaconf import OmegaConf
 
-    from tests.conftest import compose_config
+    from conftest import compose_config
 
     bench = load_bench()
     target = ["data=prid2011", "data.root=/prid", f"paths.cache_dir={tmp_path}"]

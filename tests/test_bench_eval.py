@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from python_runs import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bench_eval_small_prints_ratios_and_peak_rss():
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_eval.py"), "--small", "--repeats", "1"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_python([REPO / "experiments" / "bench_eval.py", "--small", "--repeats", "1"], REPO, env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["problem"]["queries"] == 400 and report["problem"]["gallery"] == 2000

@@ -14,11 +14,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from python_runs import run_python
 from sing_lit.data.mlr import build_mlr
 from sing_lit.data.readers.prid2011 import read_prid2011
 from tiny_prid import write_tiny_prid
@@ -30,8 +30,7 @@ JOBS = ("0_x2", "1_x3")
 def run(module: str, args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["SING_LIT_CACHE"] = str(cache)
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_python(["-m", module, *args], cwd, env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from python_runs import run_python
 from sing_lit.data.eval_shard import BatchShard
 from sing_lit.data.resumable import EpochPermutation
 from sing_lit.evaluation.gather import gather_eval_set, unique_by_index
@@ -33,8 +33,7 @@ def run(args: list[str], cwd: Path, cache: Path, module: str = "sing_lit.train",
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "HYDRA_FULL_ERROR"}
     env.update(SING_LIT_CACHE=str(cache), WANDB_MODE="offline", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                **env_extra)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_python(["-m", module, *args], cwd, env, timeout)
 
 
 def check_ok(proc: subprocess.CompletedProcess) -> None:

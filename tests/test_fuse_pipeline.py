@@ -6,20 +6,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cli_checks import assert_one_error_line, run_in_process
+from python_runs import run_python
 
 TINY = ["debug=tiny", "data.reader.num_ids=12", "trainer.max_epochs=1", "logger=csv"]
 
 
 def run(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "SING_LIT_CACHE": str(cache), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run_python(["-m", *args], cwd, env, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import functools
 import io
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cli_checks import run_in_process
+from python_runs import run_python
 from sing_lit.data.readers import prid2011
 from sing_lit.inspect import expected_tree
 
@@ -21,14 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_inspect(*overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run(
-        [sys.executable, "-m", "sing_lit.inspect", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_python(["-m", "sing_lit.inspect", *overrides], cwd, env, timeout=120)
 
 
 def inspect_here(monkeypatch, capsys, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import hydra
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from python_runs import run_python
 from sing_lit.runtime.anchors import build_net, data_config, load_checkpoint
 from test_query_gallery import brute_force
 from tiny_market import write_tiny
@@ -30,8 +30,7 @@ FUSED, BEST = "SING fused (Eq. 6-8)", "best single anchor (by val)"
 
 def run(module: str, args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "SING_LIT_CACHE": str(cache), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run_python(["-m", module, *args], cwd, env, timeout=600)
 
 
 @pytest.fixture(scope="module", params=["market1501", pytest.param("dukemtmc", marks=pytest.mark.slow)])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from cli_checks import assert_one_error_line
+from python_runs import run_python
 from tiny_prid import write_tiny_prid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +21,7 @@ TINY = ["debug=tiny", "logger=[]", "~callbacks.pictures", "model.sr_steps=5"]
 def run_paper(args, cache_dir, timeout=900):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(SING_LIT_CACHE=str(cache_dir), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, str(REPO / "experiments" / "paper.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_python([REPO / "experiments" / "paper.py", *args], REPO, env, timeout)
 
 
 def _fused_r1(sweep: Path) -> float:

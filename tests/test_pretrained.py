@@ -83,7 +83,9 @@ def test_cli_without_the_package_gives_one_error_line(run_cli, tmp_path):
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = f"{hide}{os.pathsep}{old}" if old else str(hide)
     try:
-        proc = run_cli(["debug=tiny", "backbone=mobilenet_v2", "~model.net.backbone.widths", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+        proc = run_cli(["debug=tiny", "backbone=mobilenet_v2", "~model.net.backbone.widths",
+                        f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
+                       fresh=True)  # the sitecustomize runs at interpreter start-up
     finally:
         if old is None:
             os.environ.pop("PYTHONPATH")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from python_runs import run_python
 from sing_lit.evaluation.ranking import cmc_and_map, pairwise_l2
 from sing_lit.evaluation.rerank import Rerank, k_reciprocal_rerank, rerank_from_config
 from sing_lit.runtime.errors import ConfigError
@@ -172,8 +172,7 @@ def test_config_node():
 
 
 def test_benchmark_small_mode_prints_its_json():
-    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_rerank.py"), "--small"],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = run_python([REPO / "experiments" / "bench_rerank.py", "--small"], REPO, os.environ, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert set(report) >= {"problem", "torch_threads", "seconds", "peak_rss_gib", "target_peak_rss_gib",

@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cli_checks import call_main
+from python_runs import run_python
 
 # The tiny benchmark's val and test sets hold a few dozen images: k1 must stay below that.
 RERANK = ["eval.rerank=true", "eval.rerank_k1=3", "eval.rerank_k2=2"]
@@ -21,8 +21,7 @@ METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP")
 
 def run(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "SING_LIT_CACHE": str(cache), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run_python(["-m", *args], cwd, env, timeout=600)
 
 
 @pytest.fixture(scope="module")

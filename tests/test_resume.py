@@ -9,8 +9,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from python_runs import run_python, start_python
 from sing_lit.data.resumable import ResumableLoader
 from sing_lit.data.streams import TrainStreams
 from sing_lit.runtime.rng import rng_states, set_rng_states
@@ -119,7 +118,7 @@ RESUME = ["debug=tiny", "model.net.sr_net.channels=[8,4]", "data.reader.num_ids=
 
 
 def train_cmd(run_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, "-m", "sing_lit.train", *RESUME, *extra, f"hydra.run.dir={run_dir}"]
+    return ["-m", "sing_lit.train", *RESUME, *extra, f"hydra.run.dir={run_dir}"]
 
 
 def cli_env(cache_dir: Path) -> dict[str, str]:
@@ -138,22 +137,20 @@ def last_step(path: Path) -> int | None:
 @pytest.mark.parametrize("extra", [(), ("data.in_memory=false", "data.num_workers=2")], ids=["in_memory", "streaming"])
 def test_sigkill_mid_epoch_then_ckpt_path_last_reproduces_the_uninterrupted_run(tmp_path, cache_dir, extra):
     env = cli_env(cache_dir)
-    straight = subprocess.run(train_cmd(tmp_path / "straight", extra), cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
+    straight = run_python(train_cmd(tmp_path / "straight", extra), tmp_path, env, timeout=300)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     run = tmp_path / "killed"
     last = run / "trial_0" / "checkpoints" / "last.ckpt"
-    with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(train_cmd(run, extra), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
-        while proc.poll() is None and time.monotonic() < deadline:
-            step = last_step(last) if last.exists() else None
-            if step is not None and step >= 7:  # epoch 1, batch 2 of 5
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.05)
-        proc.wait(timeout=60)
+    proc = start_python(train_cmd(run, extra), tmp_path, env, log=tmp_path / "killed.log")
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        step = last_step(last) if last.exists() else None
+        if step is not None and step >= 7:  # epoch 1, batch 2 of 5
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert "ckpt_path=last but" in (tmp_path / "killed.log").read_text()  # auto-resume: none yet, fresh
     killed_at = torch.load(last, map_location="cpu", weights_only=False)
@@ -161,7 +158,7 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_reproduces_the_uninterrupted_run(
     assert 0 < loader_state["batches"] < 5, f"not killed mid-epoch: {loader_state}"
     assert not (run / "metrics.json").exists()
 
-    resumed = subprocess.run(train_cmd(run, extra), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    resumed = run_python(train_cmd(run, extra), tmp_path, env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {last}" in resumed.stdout + resumed.stderr
     assert (run / "metrics.json").read_bytes() == (tmp_path / "straight" / "metrics.json").read_bytes()

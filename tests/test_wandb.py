@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from python_runs import run_python
 from sing_lit.sing.fusion import METRICS
 from wandb_offline import offline_runs, read_run
 
@@ -30,8 +30,7 @@ def run_clean(args: list[str], cwd: Path, cache: Path, home: Path | None = None)
     env.update(SING_LIT_CACHE=str(cache), PYTHONUNBUFFERED="1")
     if home is not None:  # no ~/.netrc, no wandb settings: as on a machine that never ran `wandb login`
         env.update(HOME=str(home), WANDB_CONFIG_DIR=str(home / ".config" / "wandb"))
-    return subprocess.run([sys.executable, "-m", "sing_lit.train", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return run_python(["-m", "sing_lit.train", *args], cwd, env, timeout=600)
 
 
 def check_ok(proc: subprocess.CompletedProcess) -> None:
