@@ -60,6 +60,7 @@ class Forked:
                  close_in_child: Sequence[int] = ()):
         self.args = [sys.executable, *map(str, args)]
         self.returncode: int | None = None
+        _site_path()  # asked here, before the fork, so every child finds it cached
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
