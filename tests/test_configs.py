@@ -73,6 +73,10 @@ def test_train_defaults_compose_and_resolve(compose_cfg):
     paper = compose_cfg(["recipe=paper"])
     assert paper.model.scheduler.T_max == paper.trainer.max_epochs and paper.model.scheduler_interval == "epoch"
     assert paper.data.sampler == "pairs" and paper.model.net.neck == "fc" and paper.model.triplet_weight == 0
+    # x^h2l's cross-entropy: off under recipe=strong (measured, README), the paper's 1 under recipe=paper and in
+    # Table 2's labelled "with the synthetic-LR stream" variant, whatever the recipe
+    assert cfg.model.h2l_reid_weight == 0 and paper.model.h2l_reid_weight == 1
+    assert compose_cfg(["experiment=table2_deep"]).model.h2l_reid_weight == 1
     assert cfg.model.net.backbone._target_.endswith("SmallCNN") and cfg.model.net.sr_net._target_.endswith("SRNet")
 
 
