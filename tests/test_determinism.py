@@ -60,6 +60,8 @@ def test_training_twice_gives_identical_metrics(sweeps):
         assert str(a) not in text and not re.search(r"\d{4}-\d\d-\d\d[T ]\d\d:", text)  # no paths, no times
         info = json.loads((a / "mr" / job / "run_info.json").read_text())
         assert info["run_dir"] == str((a / "mr" / job).resolve()) and info["started"] <= info["finished"]
+        assert isinstance(info["cpu"]["capability"], str) and info["cpu"]["capability"]  # e.g. AVX2, AVX512
+        assert info["cpu"]["threads"] >= 1
     assert files(a / "cache") == files(b / "cache")  # the built-in benchmark, generated twice
 
 

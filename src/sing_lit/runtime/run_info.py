@@ -32,6 +32,9 @@ def write_run_info(out_dir: str | Path, **fields: Any) -> Path:
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "lightning": lightning.__version__},
+        # the float results of a CPU run depend on the kernels torch picks (SIMD level) and on the thread count
+        "cpu": {"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                "machine": platform.machine()},
         **fields,
     }
     path = out_dir / "run_info.json"
