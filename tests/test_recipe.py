@@ -190,3 +190,30 @@ def test_sr_loss_sum_is_the_squared_frobenius_norm_per_image():
     assert float(sr_loss(sr, hr, "mean")) == pytest.approx(by_hand / (3 * 4 * 5), rel=1e-6)
     with pytest.raises(ValueError, match="sr_loss_reduction"):
         sr_loss(sr, hr, "max")
+
+
+@pytest.mark.parametrize("experiment", ["table3_no_synthetic", "table2_deep_plain"])
+def test_no_synthetic_studies_train_on_a_dataset_with_people_seen_in_hr_only(compose_cfg, tmp_path, experiment):
+    """PRID's camera B holds people never seen in LR: the PK sampler fills their LR slot with a synthetic LR,
+    so the studies without the synthetic-LR stream still build it, and no loss of theirs reads x^h2l."""
+    import hydra
+    import lightning as L
+
+    from tiny_prid import PRID_TINY, write_tiny_prid
+
+    root = write_tiny_prid(tmp_path / "prid", both=4, b_only=4)  # half the training people in HR only
+    cfg = compose_cfg([f"experiment={experiment}", "+anchor=1/3", "model.synthetic_stream=false", *PRID_TINY,
+                       f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "model.sr_init_steps=2",
+                       "+trainer.limit_val_batches=0", "+trainer.enable_progress_bar=false"])
+    assert cfg.data.sampler == "pk" and cfg.data.synthetic_stream and not cfg.model.synthetic_stream
+    dm = hydra.utils.instantiate(cfg.data, split_out=None)
+    dm.setup("fit")
+    assert any(y not in set(dm.train_set.lr_label.tolist()) for y in dm.train_set.hr_label.tolist())
+    model = hydra.utils.instantiate(cfg.model, num_classes=dm.num_classes)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False,
+                                      default_root_dir=str(tmp_path / "out"))
+    L.seed_everything(0, workers=True, verbose=False)
+    trainer.fit(model, datamodule=dm)
+    logged = set(trainer.callback_metrics)
+    assert any(k.startswith("train/loss_reid") for k in logged), logged
+    assert not any("loss_sr" in k or "h2l" in k for k in logged), logged
