@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import shlex
 import subprocess
@@ -88,10 +89,16 @@ SR_REID_KEYS = ("data", "trials", "seed", "fusion", "debug", "paths", "input_siz
                 "sr_methods", "reid_methods", "hydra")
 
 
+def module_overrides(study: str, overrides: list[str]) -> list[str]:
+    """The overrides that the study's module understands (all of them, but for the hand-crafted study)."""
+    if STUDIES[study][0] == "sing_lit.sr_reid":
+        return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in SR_REID_KEYS]
+    return overrides
+
+
 def study_command(study: str, overrides: list[str], run_dir: Path) -> list[str]:
     module, multirun = STUDIES[study]
-    if module == "sing_lit.sr_reid":
-        overrides = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in SR_REID_KEYS]
+    overrides = module_overrides(study, overrides)
     cmd = [sys.executable, "-m", module, *(["-m"] if multirun else []), f"experiment={study}", *overrides]
     if module == "sing_lit.train":
         cmd.append("ckpt_path=last")  # a re-launch reuses finished trials and resumes interrupted ones
@@ -135,24 +142,77 @@ def run_study(study: str, overrides: list[str], runs: Path) -> Path:
     return run_dir
 
 
-def preflight(overrides: list[str], artefacts: list[str]) -> dict[str, Any]:
-    """Compose the training config and build trial 0's data once: a dataset that lacks what the
-    experiments need (an LR view, people in both views, validation people for sigma) fails here, in one line."""
+def study_jobs(study: str, overrides: list[str]) -> list[list[str]]:
+    """The overrides of each job a study launches: its multirun sweeps (the experiment's
+    ``hydra.sweeper.params``, then sweeps given on the command line, which win) expanded, one list per job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not STUDIES[study][1]:  # a single run
+        return [[f"experiment={study}", *module_overrides(study, overrides)]]
+    parser = OverridesParser.create()
+    fixed = [o for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={study}", *(o.input_line for o in fixed),
+                                          "paths.root_dir=.", "paths.output_dir=."], return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
+    axes: dict[str, list[str]] = {}
+    for o in parser.parse_overrides([*params, *overrides]):
+        key = o.get_key_element().lstrip("+~")
+        axes.pop(key, None)  # a later override of the same key replaces the earlier one, as Hydra's sweeper does
+        axes[key] = [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+    return [[f"experiment={study}", *job] for job in itertools.product(*axes.values())]
+
+
+def preflight(studies: dict[str, list[str]], artefacts: dict[str, list[str]]) -> dict[str, Any]:
+    """Compose every job of every study and build its trial-0 data (and net) once per distinct config: a
+    dataset that lacks what an experiment needs (an LR view, people in both views, validation people for
+    sigma, the synthetic-LR stream for PK sampling) fails here, in one line naming the artefact, the study and
+    the job, before any study trains. ``artefacts`` maps each study to the artefacts that need it."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "paths.root_dir=.", "paths.output_dir=."])
-    name = cfg.data.name
-    try:
-        dm = instantiate(cfg.data, trial=0, split_out=None, anchor_ratio=0.5, synthetic_stream=True)
-        dm.setup("fit")
-    except Exception as err:  # noqa: BLE001 - re-raised as one line naming the experiment
-        raise UserError(f"{', '.join(artefacts)} cannot run on data={name}: {err}") from err
-    if dm.eval_sets["val"] is None or dm.eval_sets["test"] is None:
-        raise UserError(f"{', '.join(artefacts)} on data={name}: trial 0 has no validation or no test people; "
-                        "fusion picks sigma on validation people (data.protocol.val_ids > 0) and reports on test")
-    return {"dataset": name, "root": str(dm.data_root)}
+    from sing_lit.sr_reid import build_datamodule
+
+    classes: dict[str, int] = {}  # data config -> its trial 0's number of training identities
+    nets: set[str] = set()
+    info: dict[str, Any] | None = None
+    for study, overrides in studies.items():
+        module = STUDIES[study][0]
+        trains = module == "sing_lit.train"
+        for job in study_jobs(study, overrides):
+            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+                cfg = compose("train" if trains else "sr_reid", overrides=[*job, "paths.root_dir=.", "paths.output_dir=."])
+            name = cfg.data.name
+            what = f"{', '.join(artefacts[study])} cannot run on data={name}: study {study}"
+            swept = [o for o in job[1:] if o not in overrides]  # the job's own values of the sweeps
+            what += f" ({' '.join(swept)})" if swept else ""
+            try:
+                data_key = json.dumps([module, OmegaConf.to_container(cfg.data, resolve=True),
+                                       None if trains else list(cfg.input_size)], sort_keys=True, default=str)
+                if data_key not in classes:
+                    if trains:
+                        dm = instantiate(cfg.data, trial=0, split_out=None)
+                        dm.setup("fit")
+                    else:
+                        dm = build_datamodule(cfg, float(cfg.anchors[0]), 0, "bicubic")
+                    if dm.eval_sets["val"] is None or dm.eval_sets["test"] is None:
+                        raise UserError("trial 0 has no validation or no test people; fusion picks sigma on "
+                                        "validation people (data.protocol.val_ids > 0) and reports on test")
+                    classes[data_key] = dm.num_classes
+                    if info is None and study != PRETRAIN:
+                        info = {"dataset": name, "root": str(dm.data_root)}
+                    del dm
+                net_key = json.dumps([OmegaConf.to_container(cfg.model, resolve=True), classes[data_key]],
+                                     sort_keys=True, default=str) if trains else None
+                if trains and net_key not in nets:
+                    instantiate(cfg.model, num_classes=classes[data_key])
+                    nets.add(net_key)
+            except Exception as err:  # noqa: BLE001 - re-raised as one line naming the artefact, study and job
+                raise UserError(f"{what}: {err}") from err
+    assert info is not None, "preflight needs at least one study on the target dataset"
+    return info
 
 
 # ---- reading results --------------------------------------------------------------------------
@@ -435,16 +495,19 @@ def main(argv: list[str] | None = None) -> None:
             if study not in STUDIES or "=" not in override:
                 raise UserError(f"--set {item!r}: expected STUDY:key=value with STUDY one of {list(STUDIES)}")
             per_study.setdefault(study, []).append(override)
-        info = preflight(overrides, artefacts)
-        runs = (args.runs or REPO / "multirun" / "paper" / info["dataset"]).resolve()
-        out = (args.out or REPO / "experiments" / "results" / info["dataset"]).resolve()
-        deep = list(overrides)
+        order = list(dict.fromkeys(s for a in artefacts for s in ARTEFACTS[a]))
+        plan = {study: [*overrides, *per_study.get(study, [])] for study in order}
+        needed_by = {study: [a for a in artefacts if study in ARTEFACTS[a]] for study in order}
         if args.pretrain is not None:
             source = pretrain_overrides(shlex.split(args.pretrain), overrides)
-            deep += pretrained_fe(run_study(PRETRAIN, [*source, *per_study.get(PRETRAIN, [])], runs))
-        for study in dict.fromkeys(s for a in artefacts for s in ARTEFACTS[a]):
+            plan, needed_by[PRETRAIN] = {PRETRAIN: [*source, *per_study.get(PRETRAIN, [])], **plan}, ["--pretrain"]
+        info = preflight(plan, needed_by)  # every job of every study composed, its data built: errors come now
+        runs = (args.runs or REPO / "multirun" / "paper" / info["dataset"]).resolve()
+        out = (args.out or REPO / "experiments" / "results" / info["dataset"]).resolve()
+        init = pretrained_fe(run_study(PRETRAIN, plan.pop(PRETRAIN), runs)) if args.pretrain is not None else []
+        for study in plan:
             trains = STUDIES[study][0] == "sing_lit.train"
-            run_study(study, [*(deep if trains else overrides), *per_study.get(study, [])], runs)
+            run_study(study, [*overrides, *(init if trains else []), *per_study.get(study, [])], runs)
         w = Writer(out, runs, info["dataset"], pretrained=args.pretrain is not None)
         command = shlex.join(["python", "experiments/paper.py", *argv])
         for a in artefacts:

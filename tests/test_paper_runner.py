@@ -12,7 +12,7 @@ import pytest
 
 from cli_checks import assert_one_error_line
 from python_runs import run_python
-from tiny_prid import write_tiny_prid
+from tiny_prid import PRID_TINY, write_tiny_prid
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny", "logger=[]", "~callbacks.pictures", "model.sr_steps=5"]
@@ -84,11 +84,7 @@ def test_unknown_artefact_and_bad_set(tmp_path, cache_dir):
 def test_pretrain_runs_once_first_and_starts_every_deep_study_from_it(tmp_path, monkeypatch, capsys):
     """paper.py --pretrain: the source study gets the target's net and logging but the source's data; every
     training study then loads its F_fe; the hand-crafted study gets neither."""
-    sys.path.insert(0, str(REPO / "experiments"))
-    try:
-        import paper
-    finally:
-        sys.path.remove(str(REPO / "experiments"))
+    paper = _paper_module()
     calls = []
 
     def fake_run_study(study, overrides, runs):
@@ -114,6 +110,60 @@ def test_pretrain_runs_once_first_and_starts_every_deep_study_from_it(tmp_path, 
         paper.main(["table2", *target, "--runs", str(tmp_path), "--pretrain", "trainer.max_epochs=3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "--pretrain needs the source dataset" in err[0]
+
+
+def _paper_module():
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        import paper
+    finally:
+        sys.path.remove(str(REPO / "experiments"))
+    return paper
+
+
+def test_study_jobs_expand_the_sweeps_as_hydra_launches_them():
+    """Each job's overrides, enumerated by hand from conf/experiment/*.yaml: the experiment's sweeper params,
+    with a command-line value (sweep or not) of the same key replacing the experiment's."""
+    paper = _paper_module()
+    anchors = ["+anchor=1/2", "+anchor=1/3", "+anchor=1/4"]
+    assert paper.study_jobs("table2_deep_plain", ["data=grid"]) == [
+        ["experiment=table2_deep_plain", a, f"sr={sr}", "data=grid"]
+        for a in anchors for sr in ("none", "bilinear", "srcnn_separate")]
+    # fig6 for one anchor (paper.py's docstring example), alpha swept on the command line
+    assert paper.study_jobs("fig6_alpha", ["+anchor=1/3", "model.alpha=0,1"]) == [
+        ["experiment=fig6_alpha", "+anchor=1/3", "model.alpha=0"], ["experiment=fig6_alpha", "+anchor=1/3", "model.alpha=1"]]
+    # a sweeper param overridden through the hydra node (as the README's Fig. 5 command does)
+    assert paper.study_jobs("table2_deep", ["hydra.sweeper.params.sr=srcnn_separate"]) == [
+        ["experiment=table2_deep", a, "sr=srcnn_separate", "hydra.sweeper.params.sr=srcnn_separate"] for a in anchors]
+    assert paper.study_jobs("table3_no_synthetic", []) == [
+        ["experiment=table3_no_synthetic", a, "model.synthetic_stream=false"] for a in anchors]
+    # single runs: one job; the hand-crafted study keeps only the overrides sr_reid understands
+    assert paper.study_jobs("pretrain_source", ["data=grid", "trainer.max_epochs=3"]) == [
+        ["experiment=pretrain_source", "data=grid", "trainer.max_epochs=3"]]
+    assert paper.study_jobs("table2_handcrafted", ["data=grid", "trainer.max_epochs=3", "backbone=mobilenet_v2"]) == [
+        ["experiment=table2_handcrafted", "data=grid"]]
+
+
+def test_preflight_stops_on_a_later_study_before_any_study_trains(tmp_path, monkeypatch, capsys):
+    """The error of one job of the second study (here: PK sampling of PRID's HR-only people without the
+    synthetic-LR stream) comes before the first study trains, as one line naming artefact, study and job."""
+    paper = _paper_module()
+    root = write_tiny_prid(tmp_path / "prid", both=8, b_only=4)
+    calls = []
+    monkeypatch.setattr(paper, "run_study", lambda study, overrides, runs: calls.append(study) or runs / study)
+    monkeypatch.setattr(paper, "WRITERS", {**paper.WRITERS, "table1": lambda w, c: None, "table3": lambda w, c: None})
+    monkeypatch.setenv("SING_LIT_CACHE", str(tmp_path / "cache"))
+    args = ["table1", "table3", *PRID_TINY, f"data.root={root}", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        paper.main([*args, "--set", "table3_no_synthetic:data.synthetic_stream=false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: table3 cannot run on data=prid2011: study table3_no_synthetic "
+                                               "(+anchor=1/2 model.synthetic_stream=false): "), err
+    assert "synthetic-LR stream (data.synthetic_stream=true)" in err[0]
+    assert calls == [] and not (tmp_path / "runs").exists()  # nothing trained, nothing written
+    paper.main(args)  # the shipped configs pass: every study then runs, in order
+    assert calls == ["sing", "table3_no_synthetic"]
 
 
 @pytest.mark.slow
