@@ -204,11 +204,12 @@ def preflight(studies: dict[str, list[str]], artefacts: dict[str, list[str]]) ->
                     if info is None and study != PRETRAIN:
                         info = {"dataset": name, "root": str(dm.data_root)}
                     del dm
-                net_key = json.dumps([OmegaConf.to_container(cfg.model, resolve=True), classes[data_key]],
-                                     sort_keys=True, default=str) if trains else None
-                if trains and net_key not in nets:
-                    instantiate(cfg.model, num_classes=classes[data_key])
-                    nets.add(net_key)
+                if trains:
+                    net_key = json.dumps([OmegaConf.to_container(cfg.model, resolve=True), classes[data_key]],
+                                         sort_keys=True, default=str)
+                    if net_key not in nets:
+                        instantiate(cfg.model, num_classes=classes[data_key])
+                        nets.add(net_key)
             except Exception as err:  # noqa: BLE001 - re-raised as one line naming the artefact, study and job
                 raise UserError(f"{what}: {err}") from err
     assert info is not None, "preflight needs at least one study on the target dataset"
